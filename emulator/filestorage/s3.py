@@ -1,0 +1,310 @@
+"""AWS adapter: a moto S3 server subprocess on a free loopback port, one bucket, boto3 towards it.
+
+Clients reach the server with plain boto3: ``AWS_ENDPOINT_URL_S3`` (from ``env``) selects the endpoint, and the
+federation credentials of ``files/prepare`` / ``files/{id}?federationToken=1`` are STS-shaped dummies that moto
+accepts. moto does not enforce IAM, so the credential scoping of the real API (prefix-only listing, exact-key
+writes, mandatory SSE on encrypted uploads) is not checked here.
+
+Performance notes on moto 5.x (measured, see the module's report): moto keeps every object in a
+``SpooledTemporaryFile`` (RAM up to ``MOTO_S3_DEFAULT_KEY_BUFFER_SIZE`` bytes, then an unlinked file in ``TMPDIR``,
+which is pointed under ``workdir``). A GET materialises the whole object, also for a ranged GET, so downloads are
+done with one streamed GET (parallel ranged GETs would read the object once per range).
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import os
+import secrets
+import socket
+import string
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from ..errors import ValidationError
+from .base import FileStorage
+
+BUCKET = "kbc-sapi-files"
+REGION = "us-east-1"
+MB = 2**20
+
+_CREDENTIALS_TTL = timedelta(hours=12)
+_URL_TTL_SECONDS = 3600
+_START_TIMEOUT = 30.0
+_STOP_TIMEOUT = 10.0
+_COPY_CHUNK = 4 * MB
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _random_token(alphabet: str, length: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def federation_credentials(now: datetime | None = None) -> dict[str, str]:
+    """STS-shaped temporary credentials (random; moto accepts any), valid 12 hours."""
+    now = now or datetime.now(UTC)
+    return {
+        "AccessKeyId": "ASIA" + _random_token(string.ascii_uppercase + string.digits, 16),
+        "SecretAccessKey": _random_token(string.ascii_letters + string.digits + "+/", 40),
+        "SessionToken": "FwoGZXIvYXdzE" + base64.b64encode(secrets.token_bytes(240)).decode("ascii"),
+        "Expiration": (now + _CREDENTIALS_TTL).replace(microsecond=0).isoformat(),
+    }
+
+
+class S3FileStorage(FileStorage):
+    provider = "aws"
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        bucket: str = BUCKET,
+        region: str = REGION,
+        upload_config: TransferConfig | None = None,
+        download_config: TransferConfig | None = None,
+    ):
+        super().__init__(workdir)
+        self.bucket = bucket
+        self.region = region
+        self.port: int | None = None
+        self.endpoint: str | None = None
+        self._proc: subprocess.Popen | None = None
+        self._log = None
+        self._client = None
+        self._lock = threading.Lock()
+        # Uploads: multipart (parallel parts) above 64 MiB. Downloads: one streamed GET (see module docstring).
+        self.upload_config = upload_config or TransferConfig(
+            multipart_threshold=64 * MB, multipart_chunksize=64 * MB, max_concurrency=4, io_chunksize=1 * MB
+        )
+        self.download_config = download_config or TransferConfig(
+            multipart_threshold=64 * 2**30, max_concurrency=1, io_chunksize=1 * MB
+        )
+
+    # lifecycle -------------------------------------------------------------------------------------------------
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "moto-s3.log"
+
+    def start(self) -> None:
+        with self._lock:
+            if self._proc is not None:
+                return
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            tmpdir = self.workdir / "s3-data"
+            tmpdir.mkdir(exist_ok=True)
+            proc_env = dict(os.environ)
+            for name in [n for n in proc_env if n.startswith("AWS_")]:
+                del proc_env[name]
+            proc_env.update(
+                {
+                    # objects above this size live in (unlinked) temp files under TMPDIR instead of RAM
+                    "MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(1 * MB),
+                    "TMPDIR": str(tmpdir),
+                    "AWS_ACCESS_KEY_ID": "emulator",
+                    "AWS_SECRET_ACCESS_KEY": "emulator",
+                    "AWS_DEFAULT_REGION": self.region,
+                    "PYTHONUNBUFFERED": "1",
+                }
+            )
+            self._log = open(self.log_path, "ab")
+            last_error = "not started"
+            for _attempt in range(3):  # the free port may be taken between probing and binding
+                port = _free_port()
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=self._log,
+                    stderr=subprocess.STDOUT,
+                    env=proc_env,
+                    start_new_session=True,  # Ctrl-C on the terminal is handled by our stop(), not delivered twice
+                )
+                ok, last_error = self._wait_ready(proc, port)
+                if ok:
+                    self._proc, self.port = proc, port
+                    break
+                self._terminate(proc)
+            else:
+                self._log.close()
+                self._log = None
+                raise RuntimeError(f"moto S3 server did not start ({last_error}); see {self.log_path}")
+            self.endpoint = f"http://127.0.0.1:{self.port}"
+            self._client = self._make_client()
+            self._client.create_bucket(Bucket=self.bucket)
+            self.env = {
+                "AWS_ENDPOINT_URL_S3": self.endpoint,
+                "AWS_DEFAULT_REGION": self.region,
+                "AWS_REGION": self.region,
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }
+            atexit.register(self.stop)
+
+    @staticmethod
+    def _wait_ready(proc: subprocess.Popen, port: int) -> tuple[bool, str]:
+        deadline = time.monotonic() + _START_TIMEOUT
+        url = f"http://127.0.0.1:{port}/"
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False, f"exited with code {proc.returncode}"
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return True, ""
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.05)
+        return False, f"no answer on port {port} within {_START_TIMEOUT:.0f} s"
+
+    @staticmethod
+    def _terminate(proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(_STOP_TIMEOUT)
+
+    def stop(self) -> None:
+        with self._lock:
+            proc, self._proc = self._proc, None
+            if proc is not None:
+                self._terminate(proc)
+                atexit.unregister(self.stop)
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _make_client(self):
+        session = boto3.session.Session(
+            aws_access_key_id="emulator", aws_secret_access_key="emulator", region_name=self.region
+        )
+        return session.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            config=Config(
+                max_pool_connections=32,
+                s3={"addressing_style": "path"},
+                signature_version="s3v4",
+                retries={"max_attempts": 3, "mode": "standard"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                connect_timeout=10,
+                read_timeout=300,
+            ),
+        )
+
+    @property
+    def client(self):
+        if self._client is None:
+            raise RuntimeError("S3FileStorage is not started")
+        return self._client
+
+    # API response blocks ---------------------------------------------------------------------------------------
+    def prepare_block(self, key: str, *, name: str, sliced: bool, encrypted: bool) -> dict:
+        params: dict = {
+            "key": key,
+            "bucket": self.bucket,
+            "acl": "private",
+            "credentials": federation_credentials(),
+        }
+        if encrypted:
+            params["x-amz-server-side-encryption"] = "AES256"
+        return {"uploadParams": params, "region": self.region}
+
+    def detail_block(self, key: str, *, sliced: bool) -> dict:
+        return {
+            "s3Path": {"bucket": self.bucket, "key": key},
+            "credentials": federation_credentials(),
+            "region": self.region,
+        }
+
+    def url(self, key: str, *, sliced: bool) -> str:
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key + "manifest" if sliced else key},
+            ExpiresIn=_URL_TTL_SECONDS,
+        )
+
+    def entry_url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def entry_key(self, url: str) -> str:
+        prefix = f"s3://{self.bucket}/"
+        if not isinstance(url, str) or not url.startswith(prefix) or len(url) == len(prefix):
+            raise ValidationError(
+                f'Invalid manifest entry url "{url}": expected a file in "{prefix}"',
+                code="storage.importFileMissing",
+            )
+        return url[len(prefix) :]
+
+    # objects ---------------------------------------------------------------------------------------------------
+    def _head(self, key: str) -> dict | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                return None
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def size(self, key: str) -> int | None:
+        head = self._head(key)
+        return None if head is None else int(head["ContentLength"])
+
+    def put_file(self, key: str, path: Path) -> None:
+        self.client.upload_file(
+            str(path),
+            self.bucket,
+            key,
+            ExtraArgs={"ServerSideEncryption": "AES256"},
+            Config=self.upload_config,
+        )
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ServerSideEncryption="AES256")
+
+    def fetch(self, key: str, dest: Path) -> None:
+        dest = Path(dest)
+        try:
+            self.client.download_file(self.bucket, key, str(dest), Config=self.download_config)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                raise FileNotFoundError(f"s3://{self.bucket}/{key}") from None
+            raise
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                raise FileNotFoundError(f"s3://{self.bucket}/{key}") from None
+            raise
+        with resp["Body"] as body:
+            return body.read()

@@ -1,0 +1,56 @@
+import itertools
+
+import pytest
+
+from emulator import Emulator
+from tests.e2e.harness import DataDir
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory):
+    with Emulator(workdir=tmp_path_factory.mktemp("emulator")) as emu:
+        yield emu
+
+
+@pytest.fixture(autouse=True)
+def _reset_emulator(emulator):
+    emulator.faults.clear()
+    emulator.job_delay = 0.0
+    yield
+    emulator.faults.clear()
+    emulator.job_delay = 0.0
+
+
+@pytest.fixture
+def source(emulator):
+    """A fresh source project with a bucket in.c-sales holding two tables."""
+    project = emulator.create_project(f"source-{next(_names)}")
+    emulator.create_bucket(project.id, "sales")
+    emulator.create_table(
+        project.id,
+        "in.c-sales.customers",
+        "id,name,city\n1,Alice,Prague\n2,Bob,Brno\n3,\"Carol, Jr.\",\"Ostrava \"\"East\"\"\"\n",
+        primary_key=["id"],
+    )
+    emulator.create_table(project.id, "in.c-sales.events", "ts,kind\n2024-01-01,open\n2024-01-02,close\n")
+    return project
+
+
+@pytest.fixture
+def destination(emulator):
+    return emulator.create_project(f"destination-{next(_names)}")
+
+
+@pytest.fixture
+def data_dir(tmp_path, emulator, source, destination):
+    data = DataDir(tmp_path / "data")
+    data.secrets |= {source.token, destination.token}
+    return data
+
+
+@pytest.fixture
+def env(emulator):
+    """What a component process needs to reach the emulator's file storage (no test hooks in the component)."""
+    return dict(emulator.env)

@@ -1,0 +1,102 @@
+"""Import mode end to end: input tables from in/tables pushed into a project."""
+
+import csv
+import gzip
+import json
+
+from tests.e2e.harness import sorted_dicts
+
+
+def _import_params(emulator, project, tables, **extra):
+    return {
+        "mode": "import",
+        "destination": {"url": emulator.url, "#token": project.token, "bucket": "in.c-pushed"},
+        "tables": tables,
+        **extra,
+    }
+
+
+def test_import_creates_bucket_and_table_with_primary_key(emulator, destination, data_dir, env):
+    data_dir.add_input_table("people.csv", ["id", "name"], [["1", "Ann"], ["2", "Ben"], ["2", "Ben"]])
+    data_dir.write_config(_import_params(emulator, destination, [{"source": "people.csv", "primaryKey": ["id"]}]))
+    run = data_dir.run(env)
+    assert run.returncode == 0, run.output
+    detail = emulator.table_detail(destination.id, "in.c-pushed.people")
+    assert detail["primaryKey"] == ["id"]
+    assert sorted_dicts(emulator.table_rows(destination.id, "in.c-pushed.people")) == [
+        {"id": "1", "name": "Ann"},
+        {"id": "2", "name": "Ben"},
+    ]
+
+
+def test_import_full_and_incremental_loads(emulator, destination, data_dir, env):
+    data_dir.add_input_table("people.csv", ["id", "name"], [["1", "Ann"], ["2", "Ben"]])
+    data_dir.write_config(_import_params(emulator, destination, [{"source": "people.csv", "primaryKey": ["id"]}]))
+    assert data_dir.run(env).returncode == 0
+
+    data_dir.add_input_table("people.csv", ["id", "name"], [["2", "Benjamin"], ["3", "Cid"]])
+    data_dir.write_config(
+        _import_params(emulator, destination, [{"source": "people.csv", "primaryKey": ["id"], "incremental": True}])
+    )
+    run = data_dir.run(env)
+    assert run.returncode == 0, run.output
+    assert sorted_dicts(emulator.table_rows(destination.id, "in.c-pushed.people")) == [
+        {"id": "1", "name": "Ann"},
+        {"id": "2", "name": "Benjamin"},
+        {"id": "3", "name": "Cid"},
+    ]
+
+    data_dir.add_input_table("people.csv", ["id", "name"], [["9", "Zed"]])
+    data_dir.write_config(_import_params(emulator, destination, [{"source": "people.csv", "incremental": False}]))
+    run = data_dir.run(env)
+    assert run.returncode == 0, run.output
+    assert emulator.table_rows(destination.id, "in.c-pushed.people") == [{"id": "9", "name": "Zed"}]
+
+
+def test_import_default_destination_is_manifest_id(emulator, destination, data_dir, env):
+    data_dir.add_input_table("orders.csv", ["order_id", "total"], [["o1", "10"]], manifest={"id": "out.c-shop.orders"})
+    params = _import_params(emulator, destination, [])
+    del params["destination"]["bucket"]
+    data_dir.write_config(params)
+    run = data_dir.run(env)
+    assert run.returncode == 0, run.output
+    assert emulator.table_rows(destination.id, "out.c-shop.orders") == [{"order_id": "o1", "total": "10"}]
+
+
+def test_import_sliced_input_table(emulator, destination, data_dir, env):
+    folder = data_dir.root / "in" / "tables" / "big.csv"
+    folder.mkdir()
+    for index, chunk in enumerate((["1", "a"], ["2", "b"])):
+        with gzip.open(folder / f"part{index}.csv.gz", "wt", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerow(chunk)
+    (folder.parent / "big.csv.manifest").write_text(json.dumps({"columns": ["k", "v"], "primary_key": ["k"]}))
+    data_dir.write_config(_import_params(emulator, destination, [{"source": "big.csv"}]))
+    run = data_dir.run(env)
+    assert run.returncode == 0, run.output
+    assert sorted_dicts(emulator.table_rows(destination.id, "in.c-pushed.big")) == [
+        {"k": "1", "v": "a"},
+        {"k": "2", "v": "b"},
+    ]
+
+
+def test_import_primary_key_mismatch_is_a_user_error(emulator, destination, data_dir, env):
+    emulator.create_bucket(destination.id, "pushed")
+    emulator.create_table(destination.id, "in.c-pushed.people", "id,name\n1,Ann\n", primary_key=["id"])
+    data_dir.add_input_table("people.csv", ["id", "name"], [["1", "Ann"]])
+    data_dir.write_config(_import_params(emulator, destination, [{"source": "people.csv", "primaryKey": ["name"]}]))
+    run = data_dir.run(env)
+    assert run.returncode == 1, run.output
+    assert "primary key" in run.stderr.lower()
+    assert "Traceback" not in run.stderr
+
+
+def test_import_without_bucket_permission_is_a_user_error(emulator, destination, data_dir, env):
+    token = emulator.create_token(destination.id, bucket_permissions={}, can_manage_buckets=False)
+    data_dir.secrets.add(token)
+    data_dir.add_input_table("people.csv", ["id", "name"], [["1", "Ann"]])
+    params = _import_params(emulator, destination, [{"source": "people.csv"}])
+    params["destination"]["#token"] = token
+    data_dir.write_config(params)
+    run = data_dir.run(env)
+    assert run.returncode == 1, run.output
+    assert "in.c-pushed" in run.stderr
