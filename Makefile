@@ -5,19 +5,29 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
-export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install test test-unit test-e2e lint demo bench reliability clean
+.PHONY: lock install test test-unit test-e2e lint demo bench reliability clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed node_modules/.installed
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.installed: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --quiet
+# The lock files pin every package with hashes; regenerate them with `make lock` after editing pyproject.toml.
+$(VENV)/.installed: $(UV) requirements-dev.lock
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(UV) pip sync --quiet requirements-dev.lock
 	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+lock: $(UV)
+	$(UV) pip compile pyproject.toml --universal --generate-hashes --no-header -q -o requirements.lock
+	$(UV) pip compile pyproject.toml --group emulator --group dev --universal --generate-hashes --no-header -q \
+		-o requirements-dev.lock
 
 lint: install
 	$(VENV)/bin/ruff check src emulator tests benchmarks
@@ -36,4 +46,4 @@ reliability: install
 	$(PY) -m pytest -q -m slow tests/reliability
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache
+	rm -rf $(VENV) $(TOOLS) node_modules .pytest_cache

@@ -110,3 +110,54 @@ class ColumnsNotMatch(StorageError):
 class Maintenance(StorageError):
     status = 503
     code = "maintenance"
+
+
+class AccessDenied(Forbidden):
+    """403 for a bucket/table/file the token has no (or too weak) permission on."""
+
+    def __init__(self, message: str = "You don't have access to the resource.", **kw):
+        super().__init__(message, **kw)
+
+
+class RouteNotFound(NotFound):
+    code = "notFound"
+
+    def __init__(self, path: str):
+        super().__init__(f'Route "{path}" not found')
+
+
+class MethodNotAllowed(StorageError):
+    status = 405
+    code = "methodNotAllowed"
+
+    def __init__(self, method: str, allowed: list[str] | tuple[str, ...] = ()):
+        super().__init__(
+            f'Method "{method}" is not allowed. Allowed methods: {", ".join(sorted(allowed))}', allowed=list(allowed)
+        )
+
+
+class ApplicationError(StorageError):
+    """An unexpected failure: 500 with the real API's wording and an exception id to report."""
+
+    status = 500
+    code = "APPLICATION_ERROR"
+
+    def __init__(self, message: str | None = None):
+        super().__init__("Internal error")
+        self.message = message or (
+            "Application error. Please contact our support support@keboola.com "
+            f"with following exception id ({self.exception_id}) and we will investigate the problem."
+        )
+
+
+class MaintenanceError(Maintenance):
+    """503 of the maintenance mode: the body differs from the usual error body (APIB l.114-141)."""
+
+    def __init__(self, reason: str = "Scheduled maintenance", estimated_end_time: str | None = None, retry_after=600):
+        super().__init__(reason)
+        self.reason = reason
+        self.estimated_end_time = estimated_end_time
+        self.retry_after = int(retry_after)
+
+    def body(self) -> dict:
+        return {"status": "maintenance", "reason": self.reason, "estimatedEndTime": self.estimated_end_time}

@@ -1,0 +1,59 @@
+"""StorageClient: everything the component needs from one Keboola project."""
+
+from __future__ import annotations
+
+from .buckets import Buckets
+from .files import Files
+from .http import RetryPolicy, StorageHttp
+from .jobs import Jobs
+from .tables import Tables
+from .transfer import TransferManager
+
+
+class StorageClient:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        run_id: str | None = None,
+        request_timeout: float = 120,
+        job_timeout: float = 3600,
+        max_workers: int = 4,
+        retry: RetryPolicy = RetryPolicy(),
+    ):
+        self.url = url.rstrip("/")
+        self.http = StorageHttp(
+            url, token, run_id=run_id, request_timeout=request_timeout, retry=retry, pool_size=max_workers + 4
+        )
+        self.jobs = Jobs(self.http, timeout=job_timeout)
+        self.buckets = Buckets(self.http)
+        self.tables = Tables(self.http, self.jobs)
+        self.files = Files(self.http)
+        self.transfer = TransferManager(max_workers)
+        self._token_info: dict | None = None
+
+    def verify_token(self) -> dict:
+        """GET tokens/verify (cached): the token's permissions and the project (``owner``)."""
+        if self._token_info is None:
+            self._token_info = self.http.get("tokens/verify")
+        return self._token_info
+
+    @property
+    def project_id(self) -> str:
+        return str(self.verify_token()["owner"]["id"])  # an int or a string depending on the stack
+
+    @property
+    def provider(self) -> str | None:
+        """File storage of the project: "aws" | "azure" | "gcp"."""
+        return self.verify_token().get("owner", {}).get("fileStorageProvider")
+
+    def close(self) -> None:
+        self.transfer.close()
+        self.http.close()
+
+    def __enter__(self) -> StorageClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

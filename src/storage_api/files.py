@@ -1,0 +1,40 @@
+"""Storage files: prepare an upload, read a file's detail with federated credentials, refresh GCS credentials."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+
+class Files:
+    def __init__(self, http):
+        self.http = http
+
+    def prepare(
+        self,
+        name: str,
+        *,
+        size_bytes: int | None = None,
+        sliced: bool = False,
+        tags: Iterable[str] = (),
+        encrypted: bool = True,
+    ) -> dict:
+        """POST files/prepare; the answer carries the provider's upload block (uploadParams / absUploadParams /
+        gcsUploadParams). A repeated prepare only leaves an unused file that expires, so it is safe to retry."""
+        body = {
+            "name": name,
+            "federationToken": True,
+            "isSliced": sliced,
+            "isEncrypted": encrypted,
+            "tags": list(tags),
+        }
+        if size_bytes is not None:
+            body["sizeBytes"] = size_bytes
+        return self.http.post("files/prepare", body, idempotent=True)
+
+    def detail(self, file_id, federation: bool = True) -> dict:
+        """GET files/{id}; with ``federation`` the answer includes direct-access credentials (valid 12 hours)."""
+        return self.http.get(f"files/{file_id}", params={"federationToken": 1} if federation else None)
+
+    def refresh(self, file_id) -> dict:
+        """PUT files/{id}/refresh: new upload credentials (GCS only; they last one hour)."""
+        return self.http.put(f"files/{file_id}/refresh")

@@ -1,0 +1,132 @@
+"""Storage jobs: submitting them exactly once, and waiting with a short first poll, bounded backoff and a deadline.
+
+Storage job statuses are exactly waiting, processing, success and error (contract section 1). Unlike the PHP and
+Python clients (2, 4, 8 ... 20 s, no deadline), small jobs are noticed within ~0.1 s and a wait always ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import JobFailed, JobTimeout, StorageApiError, describe_job
+
+logger = logging.getLogger(__name__)
+
+RUNNING_STATUSES = ("waiting", "processing")
+_PROGRESS_LOG_EVERY = 60.0  # seconds between "still waiting" log lines
+_RECENT_JOBS = 50  # how far back a lost job is looked for
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    first: float = 0.1
+    factor: float = 1.5
+    cap: float = 3.0
+    # A delay never exceeds floor + share * elapsed: a job is noticed at most ~15 % later than it finished.
+    elapsed_share: float = 0.15
+    floor: float = 0.25
+
+    def next_delay(self, previous: float | None, elapsed: float) -> float:
+        if previous is None:
+            return self.first
+        grown = min(previous * self.factor, self.floor + self.elapsed_share * elapsed, self.cap)
+        return max(self.first, grown)
+
+
+def is_job(payload) -> bool:
+    """True for a storage job object (async endpoints answer 202 with one)."""
+    return isinstance(payload, dict) and "status" in payload and "operationName" in payload
+
+
+class Jobs:
+    def __init__(
+        self,
+        http,
+        *,
+        timeout: float = 3600.0,
+        poll: PollPolicy = PollPolicy(),
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        max_submits: int = 3,
+        reconcile_delay: float = 1.0,
+    ):
+        self.http = http
+        self.timeout = timeout
+        self.poll = poll
+        self.max_submits = max_submits
+        self.reconcile_delay = reconcile_delay
+        self._clock = clock
+        self._sleep = sleep
+
+    def get(self, job_id) -> dict:
+        return self.http.get(f"jobs/{job_id}")
+
+    def list(self, limit: int = _RECENT_JOBS) -> list[dict]:
+        """The project's most recent jobs, newest first."""
+        return self.http.get("jobs", params={"limit": limit}) or []
+
+    def submit(self, path: str, body: dict, *, matches: Callable[[dict], bool]) -> dict:
+        """POST a request that creates a job, without ever creating it twice.
+
+        The POST is not replayed blindly: when it failed after it may have reached the server (reset, read
+        timeout, 500/502/504), recent jobs are searched for one that ``matches``; only if none exists is the POST
+        sent again. Returns the created job (not waited for).
+        """
+        for attempt in range(1, self.max_submits + 1):
+            try:
+                return self.http.post(path, body, idempotent=False)
+            except StorageApiError as exc:
+                if not exc.maybe_applied:
+                    raise
+                self._sleep(self.reconcile_delay)  # let a request the server did accept register its job
+                job = self._find_recent(matches, exc)
+                if job is not None:
+                    logger.warning("POST %s failed (%s) but created job %s; using it", path, exc.reason, job["id"])
+                    return job
+                if attempt == self.max_submits:
+                    raise
+                logger.warning("POST %s failed (%s) and created no job; sending it again", path, exc.reason)
+        raise AssertionError("unreachable")
+
+    def _find_recent(self, matches: Callable[[dict], bool], original: StorageApiError) -> dict | None:
+        try:
+            recent = self.list()
+        except StorageApiError:
+            raise original from None  # cannot tell whether the job exists: do not risk a duplicate
+        return next((job for job in recent if matches(job)), None)
+
+    def wait(self, job: dict | int | str, *, timeout: float | None = None) -> dict:
+        """Poll until the job ends; returns the successful job, raises JobFailed / JobTimeout."""
+        if not isinstance(job, dict):
+            job = self.get(job)
+        timeout = self.timeout if timeout is None else timeout
+        start = self._clock()
+        deadline = start + timeout
+        next_report = start + _PROGRESS_LOG_EVERY
+        delay = None
+        while True:
+            status = job.get("status")
+            if status == "success":
+                return job
+            if status == "error":
+                raise JobFailed(job)
+            if status not in RUNNING_STATUSES:
+                logger.warning("Storage job %s has an unexpected status %r; still waiting", job.get("id"), status)
+            now = self._clock()
+            if now >= deadline:
+                raise JobTimeout(job, timeout)
+            if now >= next_report:
+                logger.info(
+                    "Still waiting for storage job %s (%s, %s) after %.0f s",
+                    job.get("id"),
+                    describe_job(job),
+                    status,
+                    now - start,
+                )
+                next_report = now + _PROGRESS_LOG_EVERY
+            delay = self.poll.next_delay(delay, now - start)
+            self._sleep(min(delay, deadline - now))
+            job = self.get(job["id"])

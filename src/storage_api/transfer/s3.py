@@ -1,0 +1,216 @@
+"""AWS S3 adapter (boto3 / s3transfer).
+
+The S3 client is built from the federated credentials of the file and its region, with no endpoint argument:
+boto3 reads the standard ``AWS_ENDPOINT_URL_S3`` variable, which is how tests and the emulator reach a local S3.
+Memory stays bounded: downloads stream to disk, file uploads read parts from disk, and stream uploads (copies)
+hold at most ``max_in_memory_upload_chunks`` parts of ``multipart_chunksize`` bytes per slice.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import closing
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+import boto3
+import requests
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    HTTPClientError,
+    IncompleteReadError,
+    ResponseStreamingError,
+)
+
+from ..errors import TransferError
+from .base import FileReader, FileWriter, Progress, Slice, StorageAdapter
+
+MB = 2**20
+_MANIFEST_TIMEOUT = (30, 300)
+_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError"}
+
+# Multipart above 64 MiB with 64 MiB parts (10,000 parts = 640 GB); parts are read from disk as they are sent.
+FILE_UPLOAD_CONFIG = TransferConfig(
+    multipart_threshold=64 * MB, multipart_chunksize=64 * MB, max_concurrency=4, io_chunksize=1 * MB
+)
+# Streams are buffered per part: 16 MiB parts, at most 3 in memory per slice (~48 MiB per running slice).
+STREAM_UPLOAD_CONFIG = TransferConfig(
+    multipart_threshold=16 * MB,
+    multipart_chunksize=16 * MB,
+    max_concurrency=2,
+    max_in_memory_upload_chunks=3,
+    io_chunksize=1 * MB,
+)
+# Slices are downloaded in parallel already; ranged parallel GETs only pay off for very large single objects.
+DOWNLOAD_CONFIG = TransferConfig(
+    multipart_threshold=256 * MB, multipart_chunksize=64 * MB, max_concurrency=4, io_chunksize=1 * MB
+)
+CLIENT_CONFIG = Config(
+    retries={"max_attempts": 5, "mode": "standard"},
+    max_pool_connections=32,
+    connect_timeout=30,
+    read_timeout=300,
+)
+
+
+def s3_client(credentials: dict, region: str | None, config: Config = CLIENT_CONFIG):
+    session = boto3.session.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials.get("SessionToken"),
+        region_name=region,
+    )
+    return session.client("s3", config=config)
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key)."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or len(parts.path) < 2:
+        raise TransferError(f"Unexpected manifest entry {url!r}: expected s3://bucket/key.")
+    return parts.netloc, parts.path[1:]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another attempt: network trouble, throttling, S3 5xx (looks through s3transfer's wrappers)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ClientError):
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            return status >= 500 or exc.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
+        if isinstance(
+            exc, (HTTPClientError, ConnectionClosedError, IncompleteReadError, ResponseStreamingError, ConnectionError)
+        ):
+            return True
+        if isinstance(exc, (TimeoutError, requests.ConnectionError, requests.Timeout)):
+            return True
+        if type(exc).__name__ == "RetriesExceededError":  # s3transfer gave up on a streaming read
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class S3Reader(FileReader):
+    def __init__(self, file: dict, download_config: TransferConfig = DOWNLOAD_CONFIG):
+        path = file.get("s3Path") or {}
+        if not path.get("bucket") or "credentials" not in file:
+            raise TransferError(
+                f"File {file.get('id')} has no S3 credentials; read it with files/{{id}}?federationToken=1."
+            )
+        self.file_id = file.get("id")
+        self.bucket = path["bucket"]
+        self.key = path["key"]
+        self.sliced = bool(file.get("isSliced"))
+        self.size = file.get("sizeBytes")
+        self.presigned_url = file.get("url")
+        self.download_config = download_config
+        self.client = s3_client(file["credentials"], file.get("region"))
+
+    def slices(self) -> list[Slice]:
+        if not self.sliced:
+            return [Slice(f"s3://{self.bucket}/{self.key}", self.size)]
+        entries = self._manifest().get("entries") or []
+        parts = []
+        for entry in entries:
+            parse_s3_url(entry["url"])  # fail early on a foreign entry
+            parts.append(Slice(entry["url"]))
+        return parts
+
+    def _manifest(self) -> dict:
+        # Like the PHP client: the manifest sits next to the slices at key + "manifest"; the presigned url
+        # (a GET of the manifest) is the fallback when the credentials cannot read it.
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key + "manifest")["Body"]
+            with closing(body):
+                return json.loads(body.read())
+        except ClientError:
+            if not self.presigned_url:
+                raise
+        response = requests.get(self.presigned_url, timeout=_MANIFEST_TIMEOUT)
+        response.raise_for_status()
+        return response.json()
+
+    def open(self, part: Slice) -> BinaryIO:
+        bucket, key = parse_s3_url(part.url)
+        return self.client.get_object(Bucket=bucket, Key=key)["Body"]  # botocore StreamingBody: read(n), close()
+
+    def download(self, part: Slice, dest: Path, progress: Progress) -> None:
+        bucket, key = parse_s3_url(part.url)
+        # download_file streams into a temporary name and renames it: no partial file on failure
+        self.client.download_file(bucket, key, str(dest), Callback=progress, Config=self.download_config)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)
+
+
+class S3Writer(FileWriter):
+    def __init__(
+        self,
+        prepared: dict,
+        file_config: TransferConfig = FILE_UPLOAD_CONFIG,
+        stream_config: TransferConfig = STREAM_UPLOAD_CONFIG,
+    ):
+        params = prepared.get("uploadParams") or {}
+        if not params.get("bucket") or "credentials" not in params:
+            raise TransferError(
+                f"File {prepared.get('id')} has no S3 upload parameters; prepare it with federationToken=true."
+            )
+        self.file_id = prepared.get("id")
+        self.bucket = params["bucket"]
+        self.key = params["key"]
+        self.sliced = bool(prepared.get("isSliced"))
+        self.extra_args = {"ACL": params.get("acl") or "private"}
+        if params.get("x-amz-server-side-encryption"):
+            # encrypted uploads without the header are refused with 403 (contract section 3)
+            self.extra_args["ServerSideEncryption"] = params["x-amz-server-side-encryption"]
+        self.file_config = file_config
+        self.stream_config = stream_config
+        self.client = s3_client(params["credentials"], prepared.get("region") or params.get("region"))
+
+    def upload(self, path: Path, name: str | None, progress: Progress) -> None:
+        self.client.upload_file(
+            str(path),
+            self.bucket,
+            self.key + (name or ""),
+            ExtraArgs=self.extra_args,
+            Callback=progress,
+            Config=self.file_config,
+        )
+
+    def upload_stream(self, stream: BinaryIO, name: str | None, progress: Progress) -> None:
+        self.client.upload_fileobj(
+            stream,
+            self.bucket,
+            self.key + (name or ""),
+            ExtraArgs=self.extra_args,
+            Callback=progress,
+            Config=self.stream_config,
+        )
+
+    def write_manifest(self, names: list[str]) -> None:
+        entries = [{"url": f"s3://{self.bucket}/{self.key}{name}", "mandatory": True} for name in names]
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=self.key + "manifest",
+            Body=json.dumps({"entries": entries}).encode(),
+            ContentType="application/json",
+            **self.extra_args,
+        )
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)
+
+
+class S3Adapter(StorageAdapter):
+    provider = "aws"
+
+    def reader(self, file: dict) -> S3Reader:
+        return S3Reader(file)
+
+    def writer(self, prepared: dict) -> S3Writer:
+        return S3Writer(prepared)
