@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 from .buckets import Buckets
 from .files import Files
 from .http import RetryPolicy, StorageHttp
@@ -20,11 +22,16 @@ class StorageClient:
         request_timeout: float = 120,
         job_timeout: float = 3600,
         max_workers: int = 4,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy | None = None,
     ):
         self.url = url.rstrip("/")
         self.http = StorageHttp(
-            url, token, run_id=run_id, request_timeout=request_timeout, retry=retry, pool_size=max_workers + 4
+            url,
+            token,
+            run_id=run_id,
+            request_timeout=request_timeout,
+            retry=retry or RetryPolicy(),
+            pool_size=max_workers + 4,
         )
         self.jobs = Jobs(self.http, timeout=job_timeout)
         self.buckets = Buckets(self.http)
@@ -52,7 +59,7 @@ class StorageClient:
         self.transfer.close()
         self.http.close()
 
-    def __enter__(self) -> StorageClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

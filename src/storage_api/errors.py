@@ -123,8 +123,8 @@ def error_from_response(status: int, body_text: str, reason: str, *, base_url: s
     tag = _tag(code, exception_id)
     if status == 401:
         message = (
-            f"The Storage API token for {base_url} is invalid or expired ({code or 'storage.tokenInvalid'}): "
-            f"create a new token in the project (Settings > API Tokens) and put it in the configuration."
+            f"The Storage API token for {base_url} is invalid or expired ({code or 'storage.tokenInvalid'}). "
+            f"Create a new token in the project (Settings > API Tokens) and put it in the configuration."
         )
     elif status == 403:
         message = (

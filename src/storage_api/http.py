@@ -4,7 +4,7 @@ Retry rules (see docs/peers.md: kbcstorage and the PHP client replay POSTs on 5x
 - retried for every request: connection refused / connect timeout, HTTP 429 and 503 (the request did not run);
 - retried only for idempotent requests (GET/PUT/DELETE, or POST with ``idempotent=True``): connection resets,
   read timeouts and the other 5xx except 501, because the server may have acted on the request already;
-- never retried: DNS and TLS failures, 501, other 4xx.
+- never retried: invalid URL, DNS and TLS failures, 501, other 4xx.
 ``Retry-After`` is honoured (capped), otherwise exponential backoff with jitter; attempts and total time are bounded.
 """
 
@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable
+from typing import Any
 
 import requests
 import tenacity
@@ -42,8 +43,10 @@ class RetryPolicy:
 
 
 # How a request failed without an HTTP response.
-_DNS, _TLS, _CONNECT, _READ_TIMEOUT, _RESET = "dns", "tls", "connect", "read timeout", "connection reset"
+_BAD_URL, _DNS, _TLS = "invalid url", "dns", "tls"
+_CONNECT, _READ_TIMEOUT, _RESET = "connect", "read timeout", "connection reset"
 _TRANSPORT_TEXT = {
+    _BAD_URL: "the URL is not a valid https:// address",
     _DNS: "the host name cannot be resolved",
     _TLS: "the TLS handshake failed",
     _CONNECT: "the connection was refused or timed out",
@@ -78,9 +81,7 @@ class StorageHttp:
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 10))
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
-        self.session.headers.update(
-            {"X-StorageApi-Token": token, "Accept-Encoding": "gzip", "User-Agent": USER_AGENT}
-        )
+        self.session.headers.update({"X-StorageApi-Token": token, "Accept-Encoding": "gzip", "User-Agent": USER_AGENT})
         if run_id:
             self.session.headers["X-KBC-RunId"] = run_id
 
@@ -143,7 +144,7 @@ class StorageHttp:
                 maybe_applied=not idempotent and kind in (_READ_TIMEOUT, _RESET),
             )
             error.retryable, error.retry_after, error.reason = safe, None, kind
-            raise error from None
+            raise error from exc
         if response.ok:
             return response
         status = response.status_code
@@ -201,6 +202,10 @@ def _json(response: requests.Response) -> Any:
 
 
 def _transport_kind(exc: requests.RequestException) -> str:
+    if isinstance(
+        exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
+    ):
+        return _BAD_URL
     if isinstance(exc, requests.exceptions.SSLError):
         return _TLS
     if isinstance(exc, requests.exceptions.ConnectTimeout):

@@ -6,8 +6,8 @@ create are comma-separated strings, ``columns`` on import is a list.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .errors import StorageApiError
 from .jobs import Jobs, is_job
@@ -123,7 +123,9 @@ class Tables:
         def matches(job: dict) -> bool:
             return job.get("operationName") == "tablePrimaryKeyAdd" and job.get("tableId") == table_id
 
-        self._wait_if_job(self.jobs.submit(f"tables/{table_id}/primary-key", {"columns": list(columns)}, matches=matches))
+        self._wait_if_job(
+            self.jobs.submit(f"tables/{table_id}/primary-key", {"columns": list(columns)}, matches=matches)
+        )
 
     def remove_primary_key(self, table_id: str) -> None:
         self._wait_if_job(self.http.delete(f"tables/{table_id}/primary-key"))

@@ -16,10 +16,11 @@ import logging
 import re
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Self
 
 import tenacity
 
@@ -123,7 +124,7 @@ class TransferManager:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> TransferManager:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -152,8 +153,10 @@ class TransferManager:
         return targets
 
     def upload(self, prepared: dict, path: Path, progress: Progress | None = None) -> None:
-        """Upload one local file as the prepared (non-sliced) file; large files go multipart."""
+        """Upload one local file as the prepared file; large files go multipart (a sliced one gets a manifest)."""
         writer = self._adapter(prepared).writer(prepared)
+        if writer.sliced:
+            return self.upload_slices(prepared, [path], progress)
         task = self._task(
             f"Uploading {Path(path).name} to file {prepared.get('id')}",
             lambda sink: writer.upload(Path(path), None, sink),
@@ -182,7 +185,7 @@ class TransferManager:
                 for path in paths
             ]
         )
-        writer.write_manifest(names)
+        self._write_manifest(writer, prepared, names)
 
     def copy(self, source_file: dict, prepared: dict, progress: Progress | None = None) -> None:
         """Stream every slice of a stored file into a prepared sliced file (no decompression), then the manifest."""
@@ -214,7 +217,7 @@ class TransferManager:
             ]
         )
         if writer.sliced:
-            writer.write_manifest(names)
+            self._write_manifest(writer, prepared, names)
 
     # machinery ----------------------------------------------------------------------------------------------------
     def _adapter(self, file: dict) -> StorageAdapter:
@@ -243,6 +246,15 @@ class TransferManager:
                 f"Cannot read the slice list (manifest) of file {file.get('id')}: {_describe(exc)}; "
                 f"check that the file exists and has not expired."
             ) from exc
+
+    def _write_manifest(self, writer: FileWriter, prepared: dict, names: list[str]) -> None:
+        # written last: a manifest only ever lists slices that are completely uploaded
+        self._task(
+            f"Writing the manifest of file {prepared.get('id')}",
+            lambda sink: writer.write_manifest(names),
+            writer.is_transient,
+            lambda amount: None,
+        )()
 
     @staticmethod
     def _require_sliced(writer: FileWriter, prepared: dict) -> None:

@@ -9,6 +9,7 @@ hold at most ``max_in_memory_upload_chunks`` parts of ``multipart_chunksize`` by
 from __future__ import annotations
 
 import json
+import threading
 from contextlib import closing
 from pathlib import Path
 from typing import BinaryIO
@@ -37,18 +38,22 @@ _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTim
 FILE_UPLOAD_CONFIG = TransferConfig(
     multipart_threshold=64 * MB, multipart_chunksize=64 * MB, max_concurrency=4, io_chunksize=1 * MB
 )
-# Streams are buffered per part: 16 MiB parts, at most 3 in memory per slice (~48 MiB per running slice).
-STREAM_UPLOAD_CONFIG = TransferConfig(
-    multipart_threshold=16 * MB,
-    multipart_chunksize=16 * MB,
-    max_concurrency=2,
-    max_in_memory_upload_chunks=3,
-    io_chunksize=1 * MB,
-)
-# Slices are downloaded in parallel already; ranged parallel GETs only pay off for very large single objects.
-DOWNLOAD_CONFIG = TransferConfig(
-    multipart_threshold=256 * MB, multipart_chunksize=64 * MB, max_concurrency=4, io_chunksize=1 * MB
-)
+
+
+def stream_upload_config(chunk_size: int = 8 * MB, chunks_in_memory: int = 2) -> TransferConfig:
+    """Streams cannot be re-read, so s3transfer buffers their parts: with the defaults a running slice holds about
+    40 MiB (8 MiB parts; 10,000 parts allow 80 GB per slice)."""
+    config = TransferConfig(
+        multipart_threshold=chunk_size, multipart_chunksize=chunk_size, max_concurrency=2, io_chunksize=1 * MB
+    )
+    config.max_in_memory_upload_chunks = chunks_in_memory  # s3transfer setting boto3 does not take in __init__
+    return config
+
+
+STREAM_UPLOAD_CONFIG = stream_upload_config()
+# One streamed GET per object: slices already download in parallel, and ranged GETs buffer parts in memory
+# (and make moto, the emulator's S3, read the whole object once per range).
+DOWNLOAD_CONFIG = TransferConfig(multipart_threshold=64 * 2**30, max_concurrency=2, io_chunksize=1 * MB)
 CLIENT_CONFIG = Config(
     retries={"max_attempts": 5, "mode": "standard"},
     max_pool_connections=32,
@@ -57,14 +62,24 @@ CLIENT_CONFIG = Config(
 )
 
 
+_session: boto3.session.Session | None = None
+_session_lock = threading.Lock()  # boto3 sessions are not thread-safe; the clients they make are
+
+
 def s3_client(credentials: dict, region: str | None, config: Config = CLIENT_CONFIG):
-    session = boto3.session.Session(
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials.get("SessionToken"),
-        region_name=region,
-    )
-    return session.client("s3", config=config)
+    """An S3 client with the file's federated credentials; one shared session caches the service model."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session.client(
+            "s3",
+            region_name=region,
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials.get("SessionToken"),
+            config=config,
+        )
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -209,8 +224,19 @@ class S3Writer(FileWriter):
 class S3Adapter(StorageAdapter):
     provider = "aws"
 
+    def __init__(
+        self,
+        *,
+        file_config: TransferConfig = FILE_UPLOAD_CONFIG,
+        stream_config: TransferConfig = STREAM_UPLOAD_CONFIG,
+        download_config: TransferConfig = DOWNLOAD_CONFIG,
+    ):
+        self.file_config = file_config
+        self.stream_config = stream_config
+        self.download_config = download_config
+
     def reader(self, file: dict) -> S3Reader:
-        return S3Reader(file)
+        return S3Reader(file, self.download_config)
 
     def writer(self, prepared: dict) -> S3Writer:
-        return S3Writer(prepared)
+        return S3Writer(prepared, self.file_config, self.stream_config)
