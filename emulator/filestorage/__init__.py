@@ -15,11 +15,15 @@ def create_file_storage(provider: str, workdir: Path) -> FileStorage:
         from .s3 import S3FileStorage
 
         return S3FileStorage(workdir)
-    if provider in ("azure", "gcp"):
-        raise NotImplementedError(
-            f'File storage provider "{provider}" is not implemented yet; only "aws" (moto S3) is available'
-        )
+    if provider == "azure":
+        from .azure import AzuriteFileStorage
+
+        return AzuriteFileStorage(workdir)
+    if provider == "gcp":
+        from .gcs import GcsEmulatorFileStorage
+
+        return GcsEmulatorFileStorage(workdir)
     raise ValueError(f'Unknown file storage provider "{provider}"; expected one of: {", ".join(PROVIDERS)}')
 
 
-__all__ = ["FileStorage", "create_file_storage", "PROVIDERS"]
+__all__ = ["PROVIDERS", "FileStorage", "create_file_storage"]

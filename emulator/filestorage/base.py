@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Self
 
 
 class FileStorage(ABC):
@@ -36,7 +37,7 @@ class FileStorage(ABC):
     def stop(self) -> None:
         """Stop the service and release its resources. Idempotent."""
 
-    def __enter__(self) -> FileStorage:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
