@@ -620,9 +620,10 @@ class StorageBackend:
         description = params.get("description") or ""
         backend = params.get("backend")
         if not isinstance(name, str) or not name:
-            raise ValidationError('Invalid request:\n - name: "This field is missing."', code="storage.buckets.validation")
-        if name.startswith("c-"):
-            name = name[2:]
+            raise ValidationError(
+                'Invalid request:\n - name: "This field is missing."', code="storage.buckets.validation"
+            )
+        name = name.removeprefix("c-")
         if not _NAME_RE.match(name) or len(name) > 96:
             raise ValidationError(
                 f'Invalid bucket name "{name}". Only alphanumeric characters, dashes and underscores are allowed.',
@@ -692,8 +693,7 @@ class StorageBackend:
             run_id,
             fault,
         )
-        self.runner.submit(job, lambda _job: self._drop_bucket(bucket, force), key=f"bucket:{bucket.id}")
-        return self.job_json(job)
+        return self._submit(job, lambda _job: self._drop_bucket(bucket, force), key=f"bucket:{bucket.id}")
 
     def _drop_bucket(self, bucket: Bucket, force: bool) -> None:
         with self.lock:
@@ -712,7 +712,6 @@ class StorageBackend:
                     other.bucket_permissions.pop(bucket.id, None)
         for table in tables:
             self.engine.drop(table.handle)
-        return None
 
     # tables -------------------------------------------------------------------------------------------------------
     def table_json(self, table: Table, *, include: set[str] | None = None, detail: bool = False) -> dict:
@@ -789,8 +788,7 @@ class StorageBackend:
             self._drop_table(table)
             return None
         job = self._new_job(token, "tableDrop", table.id, {"force": bool(params.get("force"))}, run_id, fault)
-        self.runner.submit(job, lambda _job: self._drop_table(table), key=table.id)
-        return self.job_json(job)
+        return self._submit(job, lambda _job: self._drop_table(table), key=table.id)
 
     def _drop_table(self, table: Table) -> None:
         with self.lock:
@@ -806,15 +804,18 @@ class StorageBackend:
 
     # table create --------------------------------------------------------------------------------------------------
     def create_table_async(self, token: Token, bucket_id: str, params: dict, *, run_id=None, fault=None) -> dict:
+        with self.lock:
+            bucket = self._bucket(token, bucket_id, "write")
         name = params.get("name")
         if not isinstance(name, str) or not name:
-            raise ValidationError('Invalid request:\n - name: "This field is missing."', code="storage.tables.validation")
+            raise ValidationError(
+                'Invalid request:\n - name: "This field is missing."', code="storage.tables.validation"
+            )
         self._validate_table_name(name)
         primary_key = self._parse_create_pk(params.get("primaryKey"))
         file_id = self._parse_file_id(params)
         delimiter, enclosure, escaped_by = _csv_options(params)
         with self.lock:
-            bucket = self._bucket(token, bucket_id, "write")
             self._check_table_name_free(bucket, name)
         table_id = f"{bucket.id}.{name}"
         job = self._new_job(
@@ -840,8 +841,7 @@ class StorageBackend:
         def work(job: Job) -> dict:
             return self._create_table(project, bucket, name, file_id, primary_key, delimiter, enclosure, job.id)
 
-        self.runner.submit(job, work, key=table_id)
-        return self.job_json(job)
+        return self._submit(job, work, key=table_id)
 
     @staticmethod
     def _validate_table_name(name: str) -> None:
@@ -1030,6 +1030,8 @@ class StorageBackend:
 
     # table import --------------------------------------------------------------------------------------------------
     def import_async(self, token: Token, table_id: str, params: dict, *, run_id=None, fault=None) -> dict:
+        with self.lock:
+            table = self._table(token, table_id, "write")
         file_id = self._parse_file_id(params)
         incremental = parse_bool(params.get("incremental"), "incremental")
         without_headers = parse_bool(params.get("withoutHeaders"), "withoutHeaders")
@@ -1050,8 +1052,6 @@ class StorageBackend:
             raise ValidationError(
                 "ignoredLinesCount is not supported by the emulator.", code="storage.tables.validation"
             )
-        with self.lock:
-            table = self._table(token, table_id, "write")
         job = self._new_job(
             token,
             "tableImport",
@@ -1078,8 +1078,7 @@ class StorageBackend:
                 project, table, file_id, incremental, without_headers, columns, delimiter, enclosure, job.id
             )
 
-        self.runner.submit(job, work, key=table.id)
-        return self.job_json(job)
+        return self._submit(job, work, key=table.id)
 
     def _live_table(self, table: Table) -> Table:
         with self.lock:
@@ -1120,9 +1119,7 @@ class StorageBackend:
                         code="storage.tables.validation.duplicateColumnNames",
                     )
                 seen.add(column)
-                if column not in table.columns and (
-                    not _COLUMN_RE.match(column) or len(column) > _MAX_COLUMN_LENGTH
-                ):
+                if column not in table.columns and (not _COLUMN_RE.match(column) or len(column) > _MAX_COLUMN_LENGTH):
                     missing = [c for c in table.columns if c not in file_columns]
                     if missing:
                         raise self._columns_not_match(missing, table.columns, delimiter)
@@ -1147,7 +1144,10 @@ class StorageBackend:
             except ColumnsNotMatch as exc:
                 exc.extra.setdefault(
                     "results",
-                    {"missingColumns": exc.extra.get("missingColumns"), "expectedColumns": exc.extra.get("expectedColumns")},
+                    {
+                        "missingColumns": exc.extra.get("missingColumns"),
+                        "expectedColumns": exc.extra.get("expectedColumns"),
+                    },
                 )
                 raise
             rows, size = self.engine.stats(table.handle)
@@ -1175,6 +1175,8 @@ class StorageBackend:
 
     # primary key ----------------------------------------------------------------------------------------------------
     def add_primary_key(self, token: Token, table_id: str, params: dict, *, run_id=None, fault=None) -> dict:
+        with self.lock:
+            table = self._table(token, table_id, "write")
         columns = params.get("columns")
         if columns is None or columns == []:
             raise ValidationError(
@@ -1186,8 +1188,6 @@ class StorageBackend:
                 'Invalid request:\n - columns: "Each column must be a non-empty string."',
                 code="storage.tables.validation",
             )
-        with self.lock:
-            table = self._table(token, table_id, "write")
         job = self._new_job(token, "tablePrimaryKeyAdd", table.id, {"columns": columns, "queue": "main"}, run_id, fault)
 
         def work(job: Job):
@@ -1212,10 +1212,8 @@ class StorageBackend:
             with self.lock:
                 table.primary_key = list(columns)
                 table.last_change_date = utcnow()
-            return None
 
-        self.runner.submit(job, work, key=table.id)
-        return self.job_json(job)
+        return self._submit(job, work, key=table.id)
 
     def remove_primary_key(self, token: Token, table_id: str, *, run_id=None, fault=None) -> dict:
         with self.lock:
@@ -1227,21 +1225,19 @@ class StorageBackend:
             with self.lock:
                 table.primary_key = []
                 table.last_change_date = utcnow()
-            return None
 
-        self.runner.submit(job, work, key=table.id)
-        return self.job_json(job)
+        return self._submit(job, work, key=table.id)
 
     # rows delete ----------------------------------------------------------------------------------------------------
     def delete_rows(self, token: Token, table_id: str, params: dict, *, run_id=None, fault=None) -> dict:
+        with self.lock:
+            table = self._table(token, table_id, "write")
         now = utcnow()
         query = TableQuery(
             changed_since=parse_time(params.get("changedSince"), "changedSince", now),
             changed_until=parse_time(params.get("changedUntil"), "changedUntil", now),
             where_filters=parse_where(params),
         )
-        with self.lock:
-            table = self._table(token, table_id, "write")
         job = self._new_job(
             token,
             "tableRowsDelete",
@@ -1274,24 +1270,23 @@ class StorageBackend:
                 table.data_version += 1
             return {"deletedRows": deleted}
 
-        self.runner.submit(job, work, key=table.id)
-        return self.job_json(job)
+        return self._submit(job, work, key=table.id)
 
     @staticmethod
     def _check_columns(table: Table, columns) -> None:
         unknown = [c for c in columns if c not in table.columns]
         if unknown:
             raise ValidationError(
-                f"Columns {', '.join(unknown)} do not exist in the table \"{table.id}\". "
+                f'Columns {", ".join(unknown)} do not exist in the table "{table.id}". '
                 f"Table columns: {', '.join(table.columns)}.",
                 code="storage.tables.validation.columnNotExists",
             )
 
     # export ------------------------------------------------------------------------------------------------------------
     def export_async(self, token: Token, table_id: str, params: dict, *, run_id=None, fault=None) -> dict:
-        query = parse_table_query(params, export=True)
         with self.lock:
             table = self._table(token, table_id, "read")
+        query = parse_table_query(params, export=True)
         job = self._new_job(
             token,
             "tableExport",
@@ -1321,8 +1316,7 @@ class StorageBackend:
         def work(job: Job) -> dict:
             return self._export(project, table, query, creator, job)
 
-        self.runner.submit(job, work, key=table.id)
-        return self.job_json(job)
+        return self._submit(job, work, key=table.id)
 
     def _export(self, project: Project, table: Table, query: TableQuery, token: Token, job: Job) -> dict:
         self._live_table(table)
@@ -1386,9 +1380,9 @@ class StorageBackend:
     # preview ------------------------------------------------------------------------------------------------------------
     def preview(self, token: Token, table_id: str, params: dict) -> tuple[str, list[str], list[list]]:
         """Returns ``(format, columns, rows)``."""
-        query = parse_table_query(params, export=False)
         with self.lock:
             table = self._table(token, table_id, "read")
+        query = parse_table_query(params, export=False)
         self._check_columns(table, query.referenced_columns())
         columns, rows = self.engine.preview(
             table.handle,
@@ -1434,7 +1428,7 @@ class StorageBackend:
             unknown = [c for c in col_items if c not in table.columns]
             if unknown:
                 raise ValidationError(
-                    f"Columns {', '.join(unknown)} do not exist in the table \"{table.id}\".",
+                    f'Columns {", ".join(unknown)} do not exist in the table "{table.id}".',
                     code="storage.tables.validation.columnNotExists",
                 )
             now = fmt_time(utcnow())
@@ -1558,15 +1552,19 @@ class StorageBackend:
     def prepare_file(self, token: Token, params: dict, *, run_id=None) -> dict:
         name = params.get("name")
         if not isinstance(name, str) or not name.strip():
-            raise ValidationError('Invalid request:\n - name: "This field is missing."', code="storage.files.validation")
+            raise ValidationError(
+                'Invalid request:\n - name: "This field is missing."', code="storage.files.validation"
+            )
         tags = _as_list(params.get("tags"), "tags", "storage.files.validation")
         if any(not isinstance(t, str) for t in tags):
-            raise ValidationError('Invalid request:\n - tags: "Each tag must be a string."', code="storage.files.validation")
+            raise ValidationError(
+                'Invalid request:\n - tags: "Each tag must be a string."', code="storage.files.validation"
+            )
         size = parse_int(params.get("sizeBytes"), "sizeBytes", code="storage.files.validation")
         sliced = parse_bool(params.get("isSliced"), "isSliced")
         encrypted = parse_bool(params.get("isEncrypted"), "isEncrypted", default=True)
         permanent = parse_bool(params.get("isPermanent"), "isPermanent")
-        public = parse_bool(params.get("isPublic"), "isPublic")
+        parse_bool(params.get("isPublic"), "isPublic")  # ignored: files are never public (APIB)
         parse_bool(params.get("notify"), "notify")
         parse_bool(params.get("federationToken"), "federationToken")
         if self.storage.provider != "aws":
@@ -1580,7 +1578,7 @@ class StorageBackend:
             sliced=sliced,
             encrypted=encrypted,
             permanent=permanent,
-            public=False and public,
+            public=False,
             tags=list(dict.fromkeys(tags)),
             run_id=run_id,
             max_age_days=None if permanent else UPLOAD_MAX_AGE_DAYS,
@@ -1703,6 +1701,12 @@ class StorageBackend:
         with self.lock:
             self.jobs[job.id] = job
         return job
+
+    def _submit(self, job: Job, work, *, key: str | None) -> dict:
+        """Queue the job; the response shows it as created (``waiting``), even if a worker picks it up at once."""
+        created = self.job_json(job)
+        self.runner.submit(job, work, key=key)
+        return created
 
     def job_json(self, job: Job) -> dict:
         data = {
@@ -1865,7 +1869,7 @@ def parse_table_query(params: dict, *, export: bool) -> TableQuery:
         limit = parse_int(params.get("limit"), "limit", default=PREVIEW_DEFAULT_LIMIT, code="storage.tables.validation")
         if limit > PREVIEW_MAX_LIMIT:
             raise ValidationError(
-                f"Invalid request:\n - limit: \"This value should be less than or equal to {PREVIEW_MAX_LIMIT}.\" "
+                f'Invalid request:\n - limit: "This value should be less than or equal to {PREVIEW_MAX_LIMIT}." '
                 f"The data preview returns at most {PREVIEW_MAX_LIMIT} rows; use export-async for more.",
                 code="storage.tables.validation",
             )
@@ -1884,7 +1888,9 @@ def parse_table_query(params: dict, *, export: bool) -> TableQuery:
 
 def _metadata_item(item, name: str) -> tuple[str, str]:
     if not isinstance(item, dict) or item.get("key") in (None, ""):
-        raise ValidationError(f'Invalid request:\n - {name}[key]: "This field is missing."', code="storage.metadata.validation")
+        raise ValidationError(
+            f'Invalid request:\n - {name}[key]: "This field is missing."', code="storage.metadata.validation"
+        )
     value = item.get("value")
     if value is None:
         raise ValidationError(
@@ -1893,7 +1899,9 @@ def _metadata_item(item, name: str) -> tuple[str, str]:
     key = str(item["key"])
     if len(key) > 255:
         raise ValidationError(f'Invalid metadata key "{key[:40]}...": too long.', code="storage.metadata.validation")
-    return key, value if isinstance(value, str) else json.dumps(value) if isinstance(value, list | dict) else _str(value)
+    return key, value if isinstance(value, str) else json.dumps(value) if isinstance(value, list | dict) else _str(
+        value
+    )
 
 
 def _local_name(index: int, name: str) -> str:
@@ -1922,4 +1930,4 @@ class _TempDir:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
-__all__ = ["StorageBackend", "StorageError", "Project", "Token", "Table", "Bucket", "StoredFile", "TableQuery"]
+__all__ = ["Bucket", "Project", "StorageBackend", "StorageError", "StoredFile", "Table", "TableQuery", "Token"]

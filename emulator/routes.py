@@ -43,7 +43,10 @@ def build_url_map() -> Map:
     # strict_slashes=False: "/buckets/in.c-x/" (APIB writes some paths with a trailing slash) hits the same rule
     # instead of a 308 redirect.
     return Map(
-        [Rule(PREFIX + path, methods=methods, endpoint=endpoint, strict_slashes=False) for path, methods, endpoint in _RULES]
+        [
+            Rule(PREFIX + path, methods=methods, endpoint=endpoint, strict_slashes=False)
+            for path, methods, endpoint in _RULES
+        ]
     )
 
 

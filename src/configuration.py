@@ -58,6 +58,7 @@ ROOT_KEYS = {
     "timeouts",
     "debug",
     "mergedOutput",
+    "test_connection",  # the UI's test-connection button (holds no value)
 }
 ITEM_KEYS = {"source", "destination", "columns", "whereFilters", "primaryKey", "incremental", "changedSince", "limit"}
 OVERRIDABLE_KEYS = ("columns", "whereFilters", "primaryKey", "incremental", "changedSince", "limit")
@@ -165,6 +166,8 @@ class Configuration:
     source: Connection | None = None
     destination: Connection | None = None
     tables: tuple[TableSettings, ...] = ()
+    # the top-level table settings (used for input tables that 'tables' does not list, in import mode)
+    defaults: TableSettings = TableSettings(source="")
     timeouts: Timeouts = Timeouts()
     debug: bool = False
     merged_output: bool = False
@@ -252,17 +255,18 @@ class _Parser:
 
         if self.for_action:
             try:
-                tables = self._tables(mode) if mode else ()
+                tables, defaults = self._tables(mode) if mode else ((), TableSettings(source=""))
             except UserException:
-                tables = ()
+                tables, defaults = (), TableSettings(source="")
         else:
-            tables = self._tables(mode)
+            tables, defaults = self._tables(mode)
 
         return Configuration(
             mode=mode,
             source=conns["source"],
             destination=conns["destination"],
             tables=tables,
+            defaults=defaults,
             timeouts=timeouts,
             debug=debug,
             merged_output=merged,
@@ -298,7 +302,7 @@ class _Parser:
             return Timeouts()
         if not isinstance(raw, Mapping):
             raise UserException(
-                f"The parameter 'timeouts' must be an object like {{\"job\": 3600, \"request\": 120}}, "
+                f'The parameter \'timeouts\' must be an object like {{"job": 3600, "request": 120}}, '
                 f"not {_type_name(raw)}."
             )
         for key in sorted(set(raw) - {"job", "request"}):
@@ -370,9 +374,10 @@ class _Parser:
         return Connection(url=url, token=token, bucket=bucket)
 
     # -- tables -------------------------------------------------------------------------------------------
-    def _tables(self, mode: str) -> tuple[TableSettings, ...]:
+    def _tables(self, mode: str) -> tuple[tuple[TableSettings, ...], TableSettings]:
         items = self._raw_items()
         defaults = self._overrides(self.p, "", mode)
+        default_settings = TableSettings(source="", **{k: v for k, v in defaults.items() if v is not _UNSET})
         settings = []
         for index, item in enumerate(items):
             where = f"tables[{index}]."
@@ -394,10 +399,8 @@ class _Parser:
                 )
             )
         if not settings and mode in ("export", "sync"):
-            raise UserException(
-                f"No tables are selected for {mode}; add at least one table or bucket id to 'tables'."
-            )
-        return tuple(settings)
+            raise UserException(f"No tables are selected for {mode}; add at least one table or bucket id to 'tables'.")
+        return tuple(settings), default_settings
 
     def _raw_items(self) -> list:
         row_table = self.p.get("table")
@@ -426,8 +429,7 @@ class _Parser:
         if mode == "import":
             if "/" in source or source.startswith("."):
                 raise UserException(
-                    f"{where}source {_describe(source)} must be a file name in in/tables (e.g. 'data.csv'), "
-                    f"not a path."
+                    f"{where}source {_describe(source)} must be a file name in in/tables (e.g. 'data.csv'), not a path."
                 )
             return source
         if not (TABLE_ID_RE.match(source) or BUCKET_ID_RE.match(source)):
@@ -526,7 +528,9 @@ class _Parser:
         if value is None:
             return _UNSET
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise UserException(f"The parameter '{where}limit' must be a positive whole number, not {_describe(value)}.")
+            raise UserException(
+                f"The parameter '{where}limit' must be a positive whole number, not {_describe(value)}."
+            )
         return value
 
     @staticmethod

@@ -78,7 +78,9 @@ class StateStore:
         watermark = entry.get("watermark")
         if isinstance(watermark, bool) or not isinstance(watermark, int):
             watermark = None
-        return TableState(watermark=watermark, destination=entry.get("destination"), last_success=entry.get("lastSuccess"))
+        return TableState(
+            watermark=watermark, destination=entry.get("destination"), last_success=entry.get("lastSuccess")
+        )
 
     def watermark(self, source_id: str, destination: str | None = None) -> int | None:
         """The table's watermark; None when there is none, or when it was recorded for another destination."""
@@ -93,7 +95,9 @@ class StateStore:
         return {**copy.deepcopy(self._extra), "version": STATE_VERSION, "tables": copy.deepcopy(self._tables)}
 
     # -- writing ------------------------------------------------------------------------------------------
-    def commit(self, source_id: str, *, watermark: int | None, destination: str, last_success: str | None = None) -> None:
+    def commit(
+        self, source_id: str, *, watermark: int | None, destination: str, last_success: str | None = None
+    ) -> None:
         """Record a table whose data is committed, and persist the whole state right away."""
         entry = {"destination": destination, "lastSuccess": last_success or utc_now_iso()}
         if watermark is not None:

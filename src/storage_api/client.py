@@ -37,7 +37,7 @@ class StorageClient:
         self.buckets = Buckets(self.http)
         self.tables = Tables(self.http, self.jobs)
         self.files = Files(self.http)
-        self.transfer = TransferManager(max_workers)
+        self.transfer = TransferManager(max_workers, refresh_credentials=self.files.refresh)
         self._token_info: dict | None = None
 
     def verify_token(self) -> dict:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -282,7 +282,7 @@ def _unique_names(planned: Sequence[PlannedTable]) -> list[PlannedTable]:
     for table in planned:
         if counts[table.name] > 1:
             qualified = table.source_id.replace(".", "_")
-            table = PlannedTable(**{**table.__dict__, "name": qualified})
+            table = replace(table, name=qualified)
         result.append(table)
     return result
 
@@ -380,6 +380,10 @@ class BucketEnsurer:
                     f"as the destination bucket."
                 )
         self._known.add(bucket_id)
+
+
+def pk_text(primary_key: Sequence[str]) -> str:
+    return f"with primary key [{', '.join(primary_key)}]" if primary_key else "without a primary key"
 
 
 def write_header_csv(path: Path, columns: Sequence[str]) -> Path:

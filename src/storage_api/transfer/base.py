@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Self
+from typing import Any, BinaryIO, Self
 
 import tenacity
 
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int], None]  # receives byte deltas (negative when a failed slice is restarted)
 
 # provider -> module in this package holding an adapter class
-ADAPTER_MODULES = {"aws": ("s3", "S3Adapter")}
+ADAPTER_MODULES = {"aws": ("s3", "S3Adapter"), "azure": ("azure", "AzureAdapter"), "gcp": ("gcs", "GcsAdapter")}
 _KNOWN_PROVIDERS = ("aws", "azure", "gcp")
 _KEPT_SUFFIXES = (".csv.gz", ".gz", ".csv", ".parquet", ".zst", ".json")
 
@@ -97,6 +97,8 @@ class StorageAdapter(ABC):
     """Builds readers and writers for one provider."""
 
     provider: str
+    # PUT files/{id}/refresh (Files.refresh), set by TransferManager: renews expiring credentials (GCS, 1 hour)
+    refresh_credentials: Callable[[Any], dict] | None = None
 
     @abstractmethod
     def reader(self, file: dict) -> FileReader: ...
@@ -113,8 +115,10 @@ class TransferManager:
         adapters: dict[str, StorageAdapter] | None = None,
         slice_attempts: int = 3,
         retry_wait: float = 1.0,
+        refresh_credentials: Callable[[Any], dict] | None = None,
     ):
         self.max_workers = max_workers
+        self.refresh_credentials = refresh_credentials
         self.slice_attempts = slice_attempts
         self.retry_wait = retry_wait
         self._adapters = dict(adapters or {})
@@ -233,7 +237,10 @@ class TransferManager:
                 module_name, class_name = ADAPTER_MODULES[provider]
                 module = importlib.import_module(f"{__package__}.{module_name}")  # provider SDKs load on demand
                 self._adapters[provider] = getattr(module, class_name)()
-            return self._adapters[provider]
+            adapter = self._adapters[provider]
+            if self.refresh_credentials is not None and getattr(adapter, "refresh_credentials", None) is None:
+                adapter.refresh_credentials = self.refresh_credentials
+            return adapter
 
     @staticmethod
     def _slices(reader: FileReader, file: dict) -> list[Slice]:

@@ -1,0 +1,279 @@
+"""Python API of the emulator for tests, the demo and benchmarks.
+
+```python
+with Emulator() as emu:
+    project = emu.create_project("demo")
+    emu.create_bucket(project.id, "main")
+    emu.create_table(project.id, "in.c-main.users", "id,name\\n1,alice\\n", primary_key=["id"])
+    requests.get(emu.url + "/v2/storage/tokens/verify", headers={"X-StorageApi-Token": project.token})
+```
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+from .engine import TableEngine
+from .faults import FaultInjector
+from .filestorage import create_file_storage
+from .models import StorageBackend
+from .server import ServerThread, StorageApiApp
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    name: str
+    token: str  # the master token
+
+
+class Emulator:
+    """A local Storage API: HTTP server + file storage (moto S3 for ``aws``) + DuckDB tables + job runner."""
+
+    def __init__(
+        self,
+        provider: str = "aws",
+        seed: int | None = None,
+        job_delay: float = 0.0,
+        port: int = 0,
+        workdir: str | Path | None = None,
+        host: str = "127.0.0.1",
+        faults: str | None = None,
+    ):
+        self.provider = provider
+        self.seed = seed
+        self.host = host
+        self._port = port
+        self._initial_job_delay = float(job_delay)
+        self._own_workdir = workdir is None
+        self._workdir_arg = workdir
+        self._fault_spec = faults
+        self.workdir: Path | None = None
+        self.storage = None
+        self.engine: TableEngine | None = None
+        self.backend: StorageBackend | None = None
+        self.app: StorageApiApp | None = None
+        self.faults: FaultInjector | None = None
+        self._server: ServerThread | None = None
+        self._lock = threading.Lock()
+        self._started = False
+
+    # lifecycle ---------------------------------------------------------------------------------------------------
+    def start(self) -> Self:
+        with self._lock:
+            if self._started:
+                return self
+            try:
+                if self._own_workdir:
+                    self.workdir = Path(tempfile.mkdtemp(prefix="kbc-emulator-"))
+                else:
+                    self.workdir = Path(self._workdir_arg)
+                    self.workdir.mkdir(parents=True, exist_ok=True)
+                    _remove_stale_state(self.workdir)
+                self.storage = create_file_storage(self.provider, self.workdir / "files")
+                self.storage.start()
+                self.engine = TableEngine(self.workdir / "tables.duckdb")
+                self.backend = StorageBackend(
+                    self.engine, self.storage, self.workdir / "backend", job_delay=self._initial_job_delay
+                )
+                if self._fault_spec:
+                    self.faults = FaultInjector.from_spec(self._fault_spec, seed=self.seed)
+                else:
+                    self.faults = FaultInjector(seed=self.seed)
+                self.app = StorageApiApp(self.backend, self.faults)
+                self._server = ServerThread(self.app, self.host, self._port)
+                self.backend.base_url = self._server.url
+                self._server.start()
+                self._started = True
+            except BaseException:
+                self._shutdown()
+                raise
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            self._shutdown()
+            self._started = False
+
+    def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self.backend is not None:
+            self.backend.close()
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+        if self.storage is not None:
+            self.storage.stop()
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # connection info -----------------------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        self._require_started()
+        return self._server.url
+
+    @property
+    def port(self) -> int:
+        self._require_started()
+        return self._server.port
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for client processes: how to reach the file storage (e.g. ``AWS_ENDPOINT_URL_S3``)."""
+        self._require_started()
+        return dict(self.storage.env)
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise RuntimeError("the emulator is not running; use `with Emulator() as emu:` or call start()")
+
+    # runtime switches ---------------------------------------------------------------------------------------------------
+    @property
+    def job_delay(self) -> float:
+        return self.backend.runner.job_delay if self.backend else self._initial_job_delay
+
+    @job_delay.setter
+    def job_delay(self, seconds: float) -> None:
+        self._initial_job_delay = float(seconds)
+        if self.backend is not None:
+            self.backend.runner.job_delay = seconds
+
+    def set_maintenance(self, enabled: bool, *, reason: str = "Scheduled maintenance", retry_after: int = 600) -> None:
+        self._require_started()
+        self.app.set_maintenance(enabled, reason=reason, retry_after=retry_after)
+
+    # projects and tokens -------------------------------------------------------------------------------------------
+    def create_project(self, name: str = "Emulated project") -> Project:
+        self._require_started()
+        project, master = self.backend.create_project(name)
+        return Project(id=project.id, name=project.name, token=master.secret)
+
+    def create_token(
+        self,
+        project_id: int,
+        bucket_permissions: dict[str, str] | None = None,
+        can_manage_buckets: bool = False,
+        description: str = "",
+        *,
+        can_manage_tokens: bool = False,
+        can_read_all_file_uploads: bool = False,
+    ) -> str:
+        self._require_started()
+        token = self.backend.create_token(
+            project_id,
+            bucket_permissions=bucket_permissions,
+            can_manage_buckets=can_manage_buckets,
+            can_manage_tokens=can_manage_tokens,
+            can_read_all_file_uploads=can_read_all_file_uploads,
+            description=description,
+        )
+        return token.secret
+
+    def revoke_token(self, token: str) -> None:
+        self._require_started()
+        self.backend.revoke_token(token)
+
+    # buckets and tables ----------------------------------------------------------------------------------------------
+    def create_bucket(self, project_id: int, name: str, stage: str = "in", description: str = "") -> str:
+        self._require_started()
+        master = self.backend.master_token(project_id)
+        return self.backend.create_bucket(master, {"name": name, "stage": stage, "description": description})["id"]
+
+    def create_table(self, project_id: int, table_id: str, csv_data, primary_key=()) -> dict:
+        """Create ``table_id`` from a CSV with a header (a path or the CSV text); returns the table detail.
+        Goes through the real file storage and the engine, like a tables-async job, without HTTP or job delay."""
+        self._require_started()
+        with self._csv_file(csv_data) as path:
+            return self.backend.create_table_direct(project_id, table_id, path, list(primary_key))
+
+    def load_table(self, project_id: int, table_id: str, csv_data, incremental: bool = False) -> dict:
+        """Import a CSV with a header into an existing table; returns the import job results."""
+        self._require_started()
+        with self._csv_file(csv_data) as path:
+            return self.backend.load_table_direct(project_id, table_id, path, incremental=incremental)
+
+    def table_detail(self, project_id: int, table_id: str) -> dict:
+        self._require_started()
+        return self.backend.get_table(self.backend.master_token(project_id), table_id)
+
+    def table_rows(self, project_id: int, table_id: str) -> list[dict]:
+        """All rows of a table as dicts (column order of the table; row order unspecified)."""
+        self._require_started()
+        table = self.backend.table_for(project_id, table_id)
+        out = Path(tempfile.mkdtemp(prefix="rows-", dir=self.workdir))
+        try:
+            slices = self.engine.export(table.handle, out, gzip=False)
+            rows = []
+            for path in sorted(slices, key=lambda p: p.name):
+                opener = gzip.open if path.name.endswith(".gz") else open
+                with opener(path, "rt", encoding="utf-8", newline="") as fh:
+                    for record in csv.reader(fh):
+                        rows.append(dict(zip(table.columns, record, strict=False)))
+            return rows
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+    def delete_table(self, project_id: int, table_id: str) -> None:
+        self._require_started()
+        self.backend.delete_table(self.backend.master_token(project_id), table_id, {})
+
+    def wait_job(self, job_id: int, timeout: float | None = 60) -> dict:
+        self._require_started()
+        return self.backend.wait_job(job_id, timeout)
+
+    # helpers ------------------------------------------------------------------------------------------------------
+    def _csv_file(self, csv_data):
+        return _CsvSource(csv_data, self.workdir)
+
+
+def _remove_stale_state(workdir: Path) -> None:
+    """A reused working directory: the tables of a previous run are unreachable (projects live in memory)."""
+    for path in workdir.glob("tables.duckdb*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    shutil.rmtree(workdir / "backend", ignore_errors=True)
+
+
+class _CsvSource:
+    """A path as is, or CSV text written to a temporary file."""
+
+    def __init__(self, data, workdir: Path):
+        self.data = data
+        self.workdir = workdir
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> Path:
+        data = self.data
+        if isinstance(data, Path):
+            return data
+        if isinstance(data, str) and "\n" not in data and Path(data).is_file():
+            return Path(data)
+        if isinstance(data, bytes):
+            data = data.decode("utf-8")
+        fd, name = tempfile.mkstemp(prefix="seed-", suffix=".csv", dir=self.workdir)
+        self._tmp = Path(name)
+        with open(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(data)
+        return self._tmp
+
+    def __exit__(self, *exc) -> None:
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)

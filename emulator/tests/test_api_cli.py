@@ -1,0 +1,81 @@
+"""The CLI: ``python -m emulator serve`` prints one JSON line, serves, exits 0 on SIGTERM with its ports closed."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if selector.select(timeout=0.5):
+            return proc.stdout.readline()
+        if proc.poll() is not None:
+            break
+    raise AssertionError(f"no JSON line from the CLI (exit code {proc.poll()}): {proc.stderr.read()}")
+
+
+def _port_open(url: str) -> bool:
+    parsed = urlparse(url)
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((parsed.hostname, parsed.port)) == 0
+
+
+def test_cli_serve_seed_demo_and_sigterm(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "serve", "--port", "0", "--projects", "2", "--seed-demo"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        line = _read_line(proc, timeout=60)
+        info = json.loads(line)
+        assert set(info) == {"url", "projects", "env"}
+        assert len(info["projects"]) == 2
+        assert "AWS_ENDPOINT_URL_S3" in info["env"]
+        headers = {"X-StorageApi-Token": info["projects"][0]["token"]}
+        verify = requests.get(info["url"] + "/v2/storage/tokens/verify", headers=headers, timeout=10)
+        assert verify.status_code == 200
+        assert verify.json()["owner"]["id"] == info["projects"][0]["id"]
+        tables = requests.get(info["url"] + "/v2/storage/tables", headers=headers, timeout=10).json()
+        by_id = {t["id"]: t for t in tables}
+        assert set(by_id) == {"in.c-demo.customers", "in.c-demo.orders", "in.c-demo.events"}
+        assert by_id["in.c-demo.customers"]["primaryKey"] == ["id"]
+        assert by_id["in.c-demo.customers"]["rowsCount"] == 1000
+        assert by_id["in.c-demo.orders"]["primaryKey"] == ["order_id"]
+        assert by_id["in.c-demo.orders"]["rowsCount"] == 5000
+        assert by_id["in.c-demo.events"]["primaryKey"] == []
+        assert by_id["in.c-demo.events"]["rowsCount"] == 2000
+        other = {"X-StorageApi-Token": info["projects"][1]["token"]}
+        assert requests.get(info["url"] + "/v2/storage/tables", headers=other, timeout=10).json() == []
+        assert _port_open(info["url"]) and _port_open(info["env"]["AWS_ENDPOINT_URL_S3"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0, proc.stderr.read()
+    assert proc.stdout.read() == ""  # exactly one line on stdout
+    assert not _port_open(info["url"])
+    assert not _port_open(info["env"]["AWS_ENDPOINT_URL_S3"])

@@ -1,0 +1,235 @@
+"""Storage Sync: moves tables between Keboola projects and stacks through the Storage API (export, import, sync)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from keboola.component.base import ComponentBase, sync_action
+from keboola.component.exceptions import UserException
+from keboola.component.sync_actions import SelectElement
+
+from configuration import Configuration, Connection, redact
+from state import StateStore
+from storage_api import RetryPolicy, StorageClient
+from storage_api.errors import StorageApiError
+from workflows import WORKFLOWS, RunContext
+from workflows.common import DEFAULT_METADATA_PROVIDER, storage_errors
+
+logger = logging.getLogger(__name__)
+NOISY_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "azure", "google")
+
+# sync actions must answer within 30 s
+ACTION_REQUEST_TIMEOUT = 10.0
+ACTION_RETRY = RetryPolicy(max_attempts=2, max_total=15.0, backoff_initial=0.5, backoff_max=2.0, retry_after_max=2.0)
+
+
+class Component(ComponentBase):
+    def __init__(self):
+        super().__init__()
+        install_log_redaction()
+        if not self.configuration.parameters.get("debug"):
+            for noisy in NOISY_LOGGERS:  # SDK chatter ("Found endpoint for s3 ...") is not for job events
+                logging.getLogger(noisy).setLevel(logging.WARNING)
+        self.parameters = self.configuration.parameters
+        action = self.configuration.action or "run"
+        self.config = Configuration.from_parameters(self.parameters, os.environ, for_action=action != "run")
+        self._clients: dict[str, StorageClient] = {}
+
+    def run(self):
+        """Dispatch on mode: export (storage -> out/tables), import (in/tables -> storage), sync (project -> project)."""
+        workflow = WORKFLOWS[self.config.mode]
+        try:
+            with storage_errors(f"the {self.config.mode}"):
+                workflow(self._run_context())
+        finally:
+            self._close_clients()
+
+    # sync actions -----------------------------------------------------------------------------------------------
+    @sync_action("testConnection")
+    def test_connection(self):
+        """Verify the source and/or destination token (those the mode needs, else those configured)."""
+        needed = {"export": ["source"], "import": ["destination"], "sync": ["source", "destination"]}.get(
+            self.config.mode
+        ) or [w for w in ("source", "destination") if getattr(self.config, w) is not None]
+        if not needed:
+            raise UserException("Enter the source or destination URL and token to test the connection.")
+        for which in needed:
+            conn = self.config.require(which)
+            with _action_errors(f"The {which} connection ({conn.url}) failed"):
+                self._client(which, action=True).verify_token()
+
+    @sync_action("listTables")
+    def list_tables(self):
+        conn = self.config.require("source")
+        with _action_errors(f"Listing the tables of the source project ({conn.url}) failed"):
+            tables = self._client("source", action=True).tables.list(include=())
+        return [
+            SelectElement(value=t["id"], label=_table_label(t))
+            for t in sorted(tables, key=lambda t: t.get("id", ""))
+            if t.get("id")
+        ]
+
+    @sync_action("listBuckets")
+    def list_buckets(self):
+        conn = self.config.require("destination")
+        with _action_errors(f"Listing the buckets of the destination project ({conn.url}) failed"):
+            buckets = self._client("destination", action=True).buckets.list()
+        return [
+            SelectElement(
+                value=b["id"], label=b["id"] if not b.get("displayName") else f"{b['id']} ({b['displayName']})"
+            )
+            for b in sorted(buckets, key=lambda b: b.get("id", ""))
+            if b.get("id")
+        ]
+
+    # helpers ----------------------------------------------------------------------------------------------------
+    def _run_context(self) -> RunContext:
+        try:
+            initial_state = self.get_state_file()
+        except ValueError:
+            raise UserException(
+                "The state (in/state.json) is not valid JSON; reset the state of the configuration and run again."
+            ) from None
+        state = StateStore(initial_state, self._write_state)
+        env = self.environment_variables
+        return RunContext(
+            config=self.config,
+            data_dir=Path(self.data_folder_path),
+            state=state,
+            source_client=lambda: self._client("source"),
+            destination_client=lambda: self._client("destination"),
+            metadata_provider=env.component_id or DEFAULT_METADATA_PROVIDER,
+        )
+
+    def _write_state(self, state: dict) -> None:
+        """out/state.json, written atomically (a temporary file renamed over it) so it is never half-written."""
+        out = Path(self.data_folder_path) / "out"
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / ".state.json.partial"
+        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
+        os.replace(tmp, out / "state.json")
+
+    def _client(self, which: str, *, action: bool = False) -> StorageClient:
+        if which not in self._clients:
+            conn: Connection = self.config.require(which)
+            timeouts = self.config.timeouts
+            options = {}
+            if action:  # a sync action must answer within 30 s: short timeout, few retries
+                options["retry"] = ACTION_RETRY
+            self._clients[which] = StorageClient(
+                conn.url,
+                conn.token,
+                run_id=self.environment_variables.run_id or None,
+                request_timeout=min(timeouts.request, ACTION_REQUEST_TIMEOUT) if action else timeouts.request,
+                job_timeout=timeouts.job,
+                **options,
+            )
+        return self._clients[which]
+
+    def _close_clients(self) -> None:
+        for client in self._clients.values():
+            try:
+                client.close()
+            except Exception:  # closing must never mask the result of the run
+                logger.debug("Closing a Storage client failed.", exc_info=True)
+        self._clients.clear()
+
+
+@contextmanager
+def _action_errors(what: str) -> Iterator[None]:
+    """Client failures in a sync action -> UserException ("<what>: <reason>")."""
+    try:
+        yield
+    except StorageApiError as exc:
+        raise UserException(f"{what}: {redact(str(exc))}") from exc
+
+
+def _table_label(table: dict) -> str:
+    name = table.get("displayName") or table.get("name")
+    return f"{table['id']} ({name})" if name and name != table["id"].rsplit(".", 1)[-1] else table["id"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# logging: secrets never reach a log record; user errors are shown without a traceback
+
+
+class _SecretRedactingFilter(logging.Filter):
+    """Replaces configured secrets with ``[hidden]`` in the message, arguments, traceback and extra fields.
+
+    The traceback is rendered here (and ``exc_info`` dropped), because handlers such as GELF format
+    ``exc_info`` themselves. ``user_error`` marks records of UserException so consoles can omit the traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format string must not break logging
+            message = str(record.msg)
+        record.msg, record.args = redact(message), ()
+        if record.exc_info and record.exc_info[1] is not None:
+            record.user_error = isinstance(record.exc_info[1], UserException)
+            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        for key, value in list(vars(record).items()):
+            if isinstance(value, str) and key not in ("msg", "exc_text", "stack_info"):
+                setattr(record, key, redact(value))
+        return True
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """Plain message; the traceback of a UserException is not printed (users see one sentence, exit code 1)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc = record.exc_info[1] if record.exc_info else None
+        if getattr(record, "user_error", False) or isinstance(exc, UserException):
+            clone = logging.makeLogRecord(vars(record))
+            clone.exc_info, clone.exc_text = None, None
+            return super().format(clone)
+        return super().format(record)
+
+
+_FILTER = _SecretRedactingFilter()
+
+
+def install_log_redaction() -> None:
+    """Redact secrets in every record (record factory, so also handlers added later) and in every root handler;
+    console handlers omit tracebacks of user errors."""
+    current = logging.getLogRecordFactory()
+    if not getattr(current, "_storage_sync", False):
+
+        def factory(*args, **kwargs):
+            record = current(*args, **kwargs)
+            _FILTER.filter(record)
+            return record
+
+        factory._storage_sync = True
+        logging.setLogRecordFactory(factory)
+    for handler in logging.getLogger().handlers:
+        if _FILTER not in handler.filters:
+            handler.addFilter(_FILTER)
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.stderr):
+            handler.setFormatter(_ConsoleFormatter())
+
+
+if __name__ == "__main__":
+    try:
+        comp = Component()
+        # this triggers the run method by default and is controlled by the configuration.action parameter
+        comp.execute_action()
+    except UserException as exc:
+        logging.exception(exc)  # noqa: LOG015, TRY401 - template entry point; consoles omit the user-error trace
+        sys.exit(1)
+    except Exception as exc:
+        logging.exception(exc)  # noqa: LOG015, TRY401 - template entry point: application error, trace kept
+        sys.exit(2)

@@ -1,0 +1,376 @@
+"""Google Cloud Storage adapter (google-cloud-storage).
+
+The client gets the file's bearer token (``gcsCredentials`` of ``files/{id}?federationToken=1``, or
+``gcsUploadParams`` of ``files/prepare``) and its ``projectId``, and no endpoint: google-cloud-storage reads the
+standard ``STORAGE_EMULATOR_HOST`` variable, which is how tests and the emulator reach a local GCS.
+
+These tokens last one hour (``expires_in``: 3599). ``KbcTokenCredentials`` renews one through
+``PUT files/{id}/refresh`` (``StorageAdapter.refresh_credentials``, wired to ``Files.refresh`` by the client) once
+less than ``refresh_margin`` seconds remain, checked before every HTTP request (each resumable-upload chunk, each
+ranged read), and once more on a 401. The clock is injectable for tests.
+
+Memory stays bounded (kbcstorage and PHP read whole GCS objects into memory): downloads are one streamed GET
+written to disk as it arrives, streams are ranged reads of ``chunk_size``, uploads are resumable uploads of
+``chunk_size`` chunks (objects up to 8 MiB go in one request).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+import google.auth.credentials
+import requests
+from google.api_core import exceptions as api_exceptions
+from google.auth import exceptions as auth_exceptions
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from ..errors import TransferError
+from .base import FileReader, FileWriter, Progress, Slice, StorageAdapter
+
+try:  # google-resumable-media (uploads/downloads); newer google-cloud-storage vendors it
+    from google.resumable_media import common as _media_common
+except ImportError:  # pragma: no cover - depends on the installed google-cloud-storage
+    _media_common = None
+
+MB = 2**20
+CHUNK_SIZE = 16 * MB  # a multiple of 256 KiB, as resumable uploads require
+REFRESH_MARGIN = 300.0  # renew when less than 5 minutes remain
+DEFAULT_EXPIRES_IN = 3599
+_MANIFEST_TIMEOUT = (30, 300)
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+_RECENT_REFRESH = 5.0  # seconds: a 401 right after a renewal does not renew again
+
+Clock = Callable[[], float]
+
+
+def token_from(answer: dict) -> tuple[str, float]:
+    """(access_token, expires_in) of a refresh answer: the file with ``gcsUploadParams`` or ``gcsCredentials``, or
+    such a block itself."""
+    for block in (answer.get("gcsUploadParams"), answer.get("gcsCredentials"), answer):
+        if isinstance(block, dict) and block.get("access_token"):
+            return block["access_token"], float(block.get("expires_in") or DEFAULT_EXPIRES_IN)
+    raise TransferError("The refreshed file credentials contain no GCS access token (gcsUploadParams.access_token).")
+
+
+class KbcTokenCredentials(google.auth.credentials.Credentials):
+    """A Keboola-issued GCS bearer token that renews itself through ``refresh`` (PUT files/{id}/refresh).
+
+    google-auth calls ``before_request`` for every HTTP request; it renews when ``expired`` (less than ``margin``
+    seconds left by ``clock``) and after a 401. Without a refresh callback the token is used as it is.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        expires_in: float | None,
+        *,
+        refresh: Callable[[], dict] | None = None,
+        clock: Clock = time.monotonic,
+        margin: float = REFRESH_MARGIN,
+    ):
+        super().__init__()
+        self.token = token
+        self._renew = refresh
+        self._clock = clock
+        self._margin = margin
+        self._lock = threading.Lock()
+        self._deadline = clock() + float(expires_in or DEFAULT_EXPIRES_IN)
+        self._renewed_at: float | None = None
+        self.refresh_count = 0
+
+    @property
+    def expired(self) -> bool:
+        return self._renew is not None and self._clock() >= self._deadline - self._margin
+
+    @property
+    def valid(self) -> bool:
+        return self.token is not None and not self.expired
+
+    @property
+    def expires_at(self) -> float:
+        """When the token expires, by ``clock``."""
+        return self._deadline
+
+    def refresh(self, request: Any) -> None:
+        with self._lock:
+            if self._renew is None:
+                raise auth_exceptions.RefreshError(
+                    "The GCS access token of the file was rejected or expired and cannot be refreshed."
+                )
+            now = self._clock()
+            if not self.expired and self._renewed_at is not None and now - self._renewed_at < _RECENT_REFRESH:
+                return  # another thread renewed it a moment ago
+            try:
+                token, expires_in = token_from(self._renew())
+            except TransferError as exc:
+                raise auth_exceptions.RefreshError(exc.message) from exc
+            except Exception as exc:
+                raise auth_exceptions.RefreshError(f"Refreshing the GCS credentials failed: {exc}") from exc
+            now = self._clock()
+            self.token = token
+            self._deadline = now + expires_in
+            self._renewed_at = now
+            self.refresh_count += 1
+
+
+def parse_gs_url(url: str) -> tuple[str, str]:
+    """``gs://bucket/key`` -> (bucket, key)."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme != "gs" or not parts.netloc or len(parts.path) < 2:
+        raise TransferError(f"Unexpected manifest entry {url!r}: expected gs://bucket/key.")
+    return parts.netloc, parts.path[1:]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another attempt: network trouble, throttling, 5xx, a corrupted download (looks through wrappers)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, api_exceptions.GoogleAPICallError):
+            return (exc.code or 0) in _TRANSIENT_STATUS
+        if isinstance(exc, auth_exceptions.RefreshError):
+            return False
+        if isinstance(exc, auth_exceptions.TransportError):
+            return True
+        if _media_common is not None:
+            if isinstance(exc, _media_common.InvalidResponse):
+                return getattr(exc.response, "status_code", 0) in _TRANSIENT_STATUS
+            if isinstance(exc, _media_common.DataCorruption):
+                return True
+        if isinstance(
+            exc,
+            (ConnectionError, TimeoutError, requests.ConnectionError, requests.Timeout, requests.RequestException),
+        ):
+            return not isinstance(exc, requests.HTTPError)
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def gcs_client(project: str | None, credentials: KbcTokenCredentials) -> storage.Client:
+    # an explicit project: without one the client would look for Application Default Credentials' project
+    return storage.Client(project=project or "keboola", credentials=credentials)
+
+
+class _ProgressFile:
+    """File proxy reporting its read position to ``progress`` (a re-sent chunk seeks back: negative delta)."""
+
+    def __init__(self, stream: BinaryIO, progress: Progress):
+        self._stream = stream
+        self._progress = progress
+        self._position = stream.tell()
+
+    def _moved(self) -> None:
+        position = self._stream.tell()
+        if position != self._position:
+            self._progress(position - self._position)
+            self._position = position
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._moved()
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        result = self._stream.seek(offset, whence)
+        self._moved()
+        return result
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+
+class _ProgressWriter:
+    """Writable proxy counting written bytes (download_to_file streams into it)."""
+
+    def __init__(self, stream: BinaryIO, progress: Progress):
+        self._stream = stream
+        self._progress = progress
+
+    def write(self, data) -> int:
+        written = self._stream.write(data)
+        self._progress(len(data))
+        return written
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+class GcsReader(FileReader):
+    def __init__(
+        self,
+        file: dict,
+        *,
+        refresh: Callable[[], dict] | None = None,
+        clock: Clock = time.monotonic,
+        margin: float = REFRESH_MARGIN,
+        chunk_size: int = CHUNK_SIZE,
+    ):
+        path = file.get("gcsPath") or {}
+        credentials = file.get("gcsCredentials") or {}
+        if not path.get("bucket") or "key" not in path or not credentials.get("access_token"):
+            raise TransferError(
+                f"File {file.get('id')} has no GCS credentials; read it with files/{{id}}?federationToken=1."
+            )
+        self.file_id = file.get("id")
+        self.bucket = path["bucket"]
+        self.key = path["key"]
+        self.sliced = bool(file.get("isSliced"))
+        self.size = file.get("sizeBytes")
+        self.presigned_url = file.get("url")
+        self.chunk_size = chunk_size
+        self.credentials = KbcTokenCredentials(
+            credentials["access_token"], credentials.get("expires_in"), refresh=refresh, clock=clock, margin=margin
+        )
+        self.client = gcs_client(credentials.get("projectId"), self.credentials)
+
+    def slices(self) -> list[Slice]:
+        if not self.sliced:
+            return [Slice(f"gs://{self.bucket}/{self.key}", self.size)]
+        parts = []
+        for entry in self._manifest().get("entries") or []:
+            parse_gs_url(entry["url"])  # fail early on a foreign entry
+            parts.append(Slice(entry["url"]))
+        return parts
+
+    def _manifest(self) -> dict:
+        # Like the PHP client: the manifest is key + "manifest"; the presigned url is the fallback.
+        try:
+            blob = self.client.bucket(self.bucket).blob(self.key + "manifest")
+            return json.loads(blob.download_as_bytes(raw_download=True))
+        except api_exceptions.GoogleAPICallError:
+            if not self.presigned_url:
+                raise
+        response = requests.get(self.presigned_url, timeout=_MANIFEST_TIMEOUT)
+        response.raise_for_status()
+        return response.json()
+
+    def _blob(self, part: Slice) -> storage.Blob:
+        bucket, key = parse_gs_url(part.url)
+        return self.client.bucket(bucket).blob(key)
+
+    def open(self, part: Slice) -> BinaryIO:
+        # ranged GETs of chunk_size (each one checks the token's expiry first)
+        return self._blob(part).open("rb", chunk_size=self.chunk_size, raw_download=True)
+
+    def download(self, part: Slice, dest: Path, progress: Progress) -> None:
+        # one streamed GET written as it arrives; CRC32C checked against the stored object's hash
+        with open(dest, "wb") as out:
+            self._blob(part).download_to_file(_ProgressWriter(out, progress), raw_download=True, retry=DEFAULT_RETRY)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)
+
+
+class GcsWriter(FileWriter):
+    def __init__(
+        self,
+        prepared: dict,
+        *,
+        refresh: Callable[[], dict] | None = None,
+        clock: Clock = time.monotonic,
+        margin: float = REFRESH_MARGIN,
+        chunk_size: int = CHUNK_SIZE,
+    ):
+        params = prepared.get("gcsUploadParams") or {}
+        if not params.get("bucket") or "key" not in params or not params.get("access_token"):
+            raise TransferError(
+                f"File {prepared.get('id')} has no GCS upload parameters; prepare it with federationToken=true."
+            )
+        self.file_id = prepared.get("id")
+        self.bucket_name = params["bucket"]
+        self.key = params["key"]
+        self.sliced = bool(prepared.get("isSliced"))
+        self.chunk_size = chunk_size
+        self.credentials = KbcTokenCredentials(
+            params["access_token"], params.get("expires_in"), refresh=refresh, clock=clock, margin=margin
+        )
+        self.client = gcs_client(params.get("projectId"), self.credentials)
+        self.bucket = self.client.bucket(self.bucket_name)
+
+    def _blob(self, name: str | None) -> storage.Blob:
+        return self.bucket.blob(self.key + (name or ""), chunk_size=self.chunk_size)
+
+    def upload(self, path: Path, name: str | None, progress: Progress) -> None:
+        size = Path(path).stat().st_size
+        with open(path, "rb") as stream:
+            # the key is fixed by files/prepare, so re-sending after a failure is safe (DEFAULT_RETRY)
+            self._blob(name).upload_from_file(
+                _ProgressFile(stream, progress),
+                size=size,
+                content_type="application/octet-stream",
+                retry=DEFAULT_RETRY,
+            )
+
+    def upload_stream(self, stream: BinaryIO, name: str | None, progress: Progress) -> None:
+        # unknown length: a resumable upload buffering one chunk_size chunk at a time
+        with self._blob(name).open(
+            "wb", chunk_size=self.chunk_size, ignore_flush=True, content_type="application/octet-stream"
+        ) as out:
+            while chunk := stream.read(1 * MB):
+                out.write(chunk)
+                progress(len(chunk))
+
+    def write_manifest(self, names: list[str]) -> None:
+        entries = [{"url": f"gs://{self.bucket_name}/{self.key}{name}", "mandatory": True} for name in names]
+        self._blob("manifest").upload_from_string(
+            json.dumps({"entries": entries}).encode(), content_type="application/json", retry=DEFAULT_RETRY
+        )
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)
+
+
+class GcsAdapter(StorageAdapter):
+    provider = "gcp"
+
+    def __init__(
+        self,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        clock: Clock = time.monotonic,
+        refresh_margin: float = REFRESH_MARGIN,
+        refresh_credentials: Callable[[Any], dict] | None = None,
+    ):
+        self.chunk_size = chunk_size
+        self.clock = clock
+        self.refresh_margin = refresh_margin
+        if refresh_credentials is not None:
+            self.refresh_credentials = refresh_credentials
+
+    def _refresher(self, file: dict) -> Callable[[], dict] | None:
+        file_id = file.get("id")
+        refresh = self.refresh_credentials
+        if refresh is None or file_id is None:
+            return None
+        return lambda: refresh(file_id)
+
+    def reader(self, file: dict) -> GcsReader:
+        return GcsReader(
+            file,
+            refresh=self._refresher(file),
+            clock=self.clock,
+            margin=self.refresh_margin,
+            chunk_size=self.chunk_size,
+        )
+
+    def writer(self, prepared: dict) -> GcsWriter:
+        return GcsWriter(
+            prepared,
+            refresh=self._refresher(prepared),
+            clock=self.clock,
+            margin=self.refresh_margin,
+            chunk_size=self.chunk_size,
+        )

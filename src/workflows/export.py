@@ -1,0 +1,167 @@
+"""Export mode: source project tables -> out/tables (sliced gzip folder + manifest, or one CSV with a header).
+
+Per table: export job -> file detail -> download the slices into a hidden ``.<name>.csv.partial`` folder inside
+out/tables -> atomic rename to ``<name>.csv`` -> only then the manifest. A failed table leaves neither data nor
+manifest behind and its state entry is not advanced.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from state import EXPORT_OVERLAP_SECONDS, job_watermark
+from workflows.common import (
+    PlannedTable,
+    Progress,
+    RunContext,
+    column_metadata_pairs,
+    copy_stream,
+    is_gzip,
+    metadata_pairs,
+    plan_tables,
+    remove_path,
+    storage_errors,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def run(ctx: RunContext) -> None:
+    ctx.state.save()  # out/state.json exists from the start: entries of other tables are carried over
+    client = ctx.source_client()
+    plans = plan_tables(client, ctx.config.tables, mode="export")
+    logger.info("Exporting %d table(s): %s", len(plans), ", ".join(p.source_id for p in plans))
+    ctx.tables_out.mkdir(parents=True, exist_ok=True)
+    for plan in plans:
+        export_table(ctx, client, plan)
+    ctx.state.save()
+    logger.info("Export finished: %d table(s).", len(plans))
+
+
+def export_table(ctx: RunContext, client: Any, plan: PlannedTable) -> None:
+    settings = plan.settings
+    changed_since = None
+    uses_last = bool(settings.changed_since and settings.changed_since.is_last)
+    if uses_last:
+        changed_since = ctx.state.watermark(plan.source_id)
+        if changed_since is None:
+            logger.info("Table %s: no previous successful export in the state; exporting all rows.", plan.source_id)
+    elif settings.changed_since:
+        changed_since = settings.changed_since.resolve(ctx.now)
+
+    logger.info(
+        "Table %s: exporting%s.",
+        plan.source_id,
+        f" rows changed since {changed_since} (unix time)" if changed_since is not None else "",
+    )
+    progress = Progress(plan.source_id, "downloaded")
+    out_dir = ctx.tables_out
+    final = out_dir / f"{plan.name}.csv"
+    partial = out_dir / f".{plan.name}.csv.partial"
+    remove_path(partial)
+    try:
+        with storage_errors("exporting", plan.source_id):
+            result = client.tables.export(
+                plan.source_id,
+                columns=list(plan.columns),
+                changed_since=changed_since,
+                changed_until=None,
+                where_filters=[f.to_api() for f in settings.where_filters],
+                limit=settings.limit,
+                gzip=True,
+            )
+            watermark = job_watermark(result.job, EXPORT_OVERLAP_SECONDS, plan.source_id) if uses_last else None
+            file = client.files.detail(result.file_id)
+            headerless = bool(file.get("isSliced", True))
+            if ctx.config.merged_output or not headerless:
+                size = _write_merged(client, file, partial, plan.columns if headerless else None, progress)
+                headerless = False
+            else:
+                size = _write_sliced(client, file, partial, progress)
+        remove_path(final)
+        os.replace(partial, final)
+    finally:
+        remove_path(partial)
+
+    _write_manifest(final, _manifest(plan, headerless=headerless))
+    rows = plan.detail.get("rowsCount") if not plan.filtered and changed_since is None else None
+    cache = " (export cache hit)" if getattr(result, "cache_hit", False) else ""
+    logger.info(progress.summary("exported", rows, size) + cache)
+    if uses_last:
+        ctx.state.commit(plan.source_id, watermark=watermark, destination=plan.destination_id)
+
+
+def _write_sliced(client: Any, file: dict, folder: Path, progress: Progress) -> int:
+    """Download the slices (kept gzipped) into ``folder``; returns the byte count."""
+    folder.mkdir(parents=True)
+    paths = [Path(p) for p in client.transfer.download(file, folder, progress)]
+    if not paths:  # an empty export: keep a valid (empty) slice so the folder is a table
+        empty = folder / "part_00000.gz"
+        with gzip.open(empty, "wb"):
+            pass
+        paths = [empty]
+    total = 0
+    for path in paths:
+        if path.suffix != ".gz" and is_gzip(path):  # Keboola recognises gzip slices by their suffix
+            path = path.rename(path.with_name(path.name + ".gz"))
+        total += path.stat().st_size
+    return total
+
+
+def _write_merged(client: Any, file: dict, target: Path, header: tuple[str, ...] | None, progress: Progress) -> int:
+    """Download into /tmp and stream-gunzip every slice into one CSV at ``target`` (with a header row)."""
+    tmp = Path(tempfile.mkdtemp(prefix="storage-sync-export-"))
+    try:
+        paths = [Path(p) for p in client.transfer.download(file, tmp, progress)]
+        total = 0
+        with target.open("wb") as out:
+            if header is not None:
+                text = io.StringIO()
+                csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_ALL).writerow(list(header))
+                out.write(text.getvalue().encode("utf-8"))
+            for path in paths:
+                opener = gzip.open if is_gzip(path) else open
+                with opener(path, "rb") as src:
+                    total += copy_stream(src, out)
+                path.unlink()  # keep /tmp usage at one slice's size beyond the output
+        return total
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _manifest(plan: PlannedTable, *, headerless: bool) -> dict:
+    manifest: dict[str, Any] = {"destination": plan.destination_id}
+    if headerless:
+        manifest["columns"] = list(plan.columns)
+    manifest.update(
+        {
+            "incremental": bool(plan.settings.incremental),
+            "primary_key": list(plan.primary_key),
+            "delimiter": ",",
+            "enclosure": '"',
+        }
+    )
+    metadata = metadata_pairs(plan.detail.get("metadata"))
+    column_metadata = column_metadata_pairs(plan.detail.get("columnMetadata"), plan.columns)
+    if metadata:
+        manifest["metadata"] = metadata
+    if column_metadata:
+        manifest["column_metadata"] = column_metadata
+    return manifest
+
+
+def _write_manifest(data_path: Path, manifest: dict) -> None:
+    """Legacy-format output manifest, written atomically next to the data."""
+    path = data_path.with_name(data_path.name + ".manifest")
+    tmp = data_path.with_name(f".{data_path.name}.manifest.partial")
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,324 @@
+"""Import mode: input tables (in/tables) -> destination project.
+
+Per input table: destination id -> bucket exists (created when the token may) -> gzip + upload (or upload the
+slices of a sliced input) -> create the table or load into it -> table/column metadata from the input manifest.
+Loads are never retried here: the client reconciles ambiguous import requests, so data is never loaded twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from keboola.component.exceptions import UserException
+
+from configuration import BUCKET_ID_RE, TABLE_ID_RE, TABLE_NAME_RE, TableSettings, bucket_of, table_name
+from workflows.common import (
+    BucketEnsurer,
+    Progress,
+    RunContext,
+    column_metadata_pairs,
+    copy_metadata,
+    copy_stream,
+    create_table_from_header,
+    is_gzip,
+    metadata_pairs,
+    pk_text,
+    result_rows,
+    storage_errors,
+)
+
+try:  # isal's igzip is a drop-in, several times faster gzip
+    from isal import igzip as _gzip_writer
+except ImportError:  # pragma: no cover
+    _gzip_writer = gzip
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_TAGS = ("storage-sync",)
+
+
+@dataclass(frozen=True)
+class InputTable:
+    """A table in in/tables: a CSV file with a header, or a folder of headerless slices (``columns`` in manifest)."""
+
+    file_name: str
+    path: Path
+    manifest: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def sliced(self) -> bool:
+        return self.path.is_dir()
+
+    @property
+    def headerless(self) -> bool:
+        return self.sliced or self.manifest.get("has_header") is False
+
+    @property
+    def manifest_columns(self) -> list[str] | None:
+        columns = self.manifest.get("columns")
+        if isinstance(columns, list) and columns:
+            return [str(c) for c in columns]
+        schema = self.manifest.get("schema")
+        if isinstance(schema, list) and schema:
+            return [str(s.get("name")) for s in schema if isinstance(s, Mapping) and s.get("name")]
+        return None
+
+    @property
+    def manifest_primary_key(self) -> list[str]:
+        pk = self.manifest.get("primary_key")
+        if isinstance(pk, list):
+            return [str(c) for c in pk]
+        schema = self.manifest.get("schema")
+        if isinstance(schema, list):
+            return [str(s["name"]) for s in schema if isinstance(s, Mapping) and s.get("primary_key") and s.get("name")]
+        return []
+
+    @property
+    def source_id(self) -> str | None:
+        table_id = self.manifest.get("id")
+        return table_id if isinstance(table_id, str) and TABLE_ID_RE.match(table_id) else None
+
+    @property
+    def stem(self) -> str:
+        name = self.file_name
+        for suffix in (".csv.gz", ".gz", ".csv"):
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        return table_name(name) if TABLE_ID_RE.match(name) else name
+
+    def slices(self) -> list[Path]:
+        return sorted(p for p in self.path.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+    def read_header(self) -> list[str]:
+        opener = gzip.open if is_gzip(self.path) else open
+        with opener(self.path, "rt", encoding="utf-8", newline="") as f:
+            header = next(csv.reader(f), None)
+        if not header:
+            raise UserException(
+                f"Input table in/tables/{self.file_name} is empty (no header row); fix the input mapping."
+            )
+        return header
+
+    def metadata(self) -> list[dict]:
+        pairs = metadata_pairs(self.manifest.get("metadata") or self.manifest.get("table_metadata"))
+        description = self.manifest.get("description")
+        if isinstance(description, str) and description and not any(p["key"] == "KBC.description" for p in pairs):
+            pairs.append({"key": "KBC.description", "value": description})
+        return pairs
+
+    def column_metadata(self, columns: Sequence[str]) -> dict[str, list[dict]]:
+        result = column_metadata_pairs(self.manifest.get("column_metadata"), columns)
+        schema = self.manifest.get("schema")
+        if not result and isinstance(schema, list):
+            for item in schema:
+                if not isinstance(item, Mapping) or item.get("name") not in columns:
+                    continue
+                pairs = metadata_pairs(item.get("metadata") or {})
+                if isinstance(item.get("description"), str) and item["description"]:
+                    pairs.append({"key": "KBC.description", "value": item["description"]})
+                if pairs:
+                    result[item["name"]] = pairs
+        return result
+
+
+def discover_inputs(tables_in: Path) -> dict[str, InputTable]:
+    """Input tables by file name; folders without a manifest are skipped (as keboola.component does)."""
+    found: dict[str, InputTable] = {}
+    if not tables_in.is_dir():
+        return found
+    for path in sorted(tables_in.iterdir()):
+        if path.name.startswith(".") or path.name.endswith(".manifest"):
+            continue
+        manifest_path = path.with_name(path.name + ".manifest")
+        manifest: dict = {}
+        if manifest_path.is_file():
+            try:
+                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            except ValueError:
+                raise UserException(
+                    f"The manifest of input table in/tables/{path.name} is not valid JSON; fix the input mapping."
+                ) from None
+        elif path.is_dir():
+            logger.warning("Folder in/tables/%s has no manifest; it is ignored.", path.name)
+            continue
+        found[path.name] = InputTable(path.name, path, manifest if isinstance(manifest, dict) else {})
+    return found
+
+
+def run(ctx: RunContext) -> None:
+    ctx.state.save()  # import keeps no watermarks; carry the state over unchanged
+    inputs = discover_inputs(ctx.tables_in)
+    selected = _select(inputs, ctx.config.tables, ctx.config.defaults)
+    if not selected:
+        raise UserException("There are no input tables to import; add tables to the input mapping.")
+    client = ctx.destination_client()
+    bucket = ctx.config.require("destination").bucket
+
+    plans = [(table, settings, _destination_id(table, settings, bucket)) for table, settings in selected]
+    seen: dict[str, str] = {}
+    for table, _settings, dest in plans:
+        if dest in seen:
+            raise UserException(
+                f"Input tables {seen[dest]} and {table.file_name} would both be loaded into {dest}; give one of them "
+                f"another destination."
+            )
+        seen[dest] = table.file_name
+
+    logger.info("Importing %d table(s): %s", len(plans), ", ".join(f"{t.file_name} -> {d}" for t, _, d in plans))
+    buckets = BucketEnsurer(client)
+    for table, settings, dest in plans:
+        import_table(ctx, client, buckets, table, settings, dest)
+    ctx.state.save()
+    logger.info("Import finished: %d table(s).", len(plans))
+
+
+def _select(
+    inputs: Mapping[str, InputTable], items: Sequence[TableSettings], defaults: TableSettings
+) -> list[tuple[InputTable, TableSettings]]:
+    if not items:
+        return [(table, _for_input(defaults, name)) for name, table in inputs.items()]
+    selected = []
+    for item in items:
+        table = inputs.get(item.source)
+        if table is None:
+            available = ", ".join(inputs) or "none"
+            raise UserException(
+                f"Input table {item.source} is not in in/tables (available: {available}); add it to the input "
+                f"mapping or fix 'source'."
+            )
+        selected.append((table, item))
+    return selected
+
+
+def _for_input(defaults: TableSettings, name: str) -> TableSettings:
+    return replace(defaults, source=name)
+
+
+def _destination_id(table: InputTable, settings: TableSettings, default_bucket: str | None) -> str:
+    name = table_name(table.source_id) if table.source_id else table.stem
+    if settings.destination:
+        if TABLE_ID_RE.match(settings.destination):
+            return settings.destination
+        if BUCKET_ID_RE.match(settings.destination):
+            return f"{settings.destination}.{_valid_name(name, table)}"
+    if default_bucket:
+        return f"{default_bucket}.{_valid_name(name, table)}"
+    if table.source_id:
+        return table.source_id
+    raise UserException(
+        f"The destination of input table in/tables/{table.file_name} is unknown; set destination.bucket or the "
+        f"table's 'destination' (a table id)."
+    )
+
+
+def _valid_name(name: str, table: InputTable) -> str:
+    if not TABLE_NAME_RE.match(name):
+        raise UserException(
+            f"Cannot derive a table name from in/tables/{table.file_name}; set the table's 'destination' to a "
+            f"table id such as in.c-bucket.table."
+        )
+    return name
+
+
+def import_table(
+    ctx: RunContext, client: Any, buckets: BucketEnsurer, table: InputTable, settings: TableSettings, dest: str
+) -> None:
+    where = f"in/tables/{table.file_name}"
+    if table.headerless:
+        columns = table.manifest_columns
+        if not columns:
+            raise UserException(
+                f"Input table {where} has no header row and its manifest lists no 'columns'; fix the input mapping."
+            )
+    else:
+        columns = table.read_header()
+
+    configured_pk = list(settings.primary_key) if settings.primary_key is not None else None
+    primary_key = configured_pk if configured_pk is not None else table.manifest_primary_key
+    for column in primary_key:
+        if column not in columns:
+            raise UserException(
+                f"The primary key column {column} is not a column of input table {where} "
+                f"(columns: {', '.join(columns)}); fix 'primaryKey'."
+            )
+
+    buckets.ensure(bucket_of(dest), for_table=dest)
+    with storage_errors("reading", dest):
+        existing = client.tables.detail(dest)
+    if existing is not None:
+        existing_pk = list(existing.get("primaryKey") or [])
+        if configured_pk is not None and sorted(configured_pk) != sorted(existing_pk):
+            raise UserException(
+                f"Table {dest} has primary key [{', '.join(existing_pk)}]; the configuration asks for "
+                f"[{', '.join(configured_pk)}]; remove primaryKey or change it on the table."
+            )
+        if configured_pk is None and primary_key and sorted(primary_key) != sorted(existing_pk):
+            logger.warning(
+                "Table %s keeps its primary key [%s]; the input manifest of %s says [%s].",
+                dest,
+                ", ".join(existing_pk),
+                where,
+                ", ".join(primary_key),
+            )
+
+    progress = Progress(dest, "uploaded")
+    with storage_errors("importing", dest):
+        file_id, size = _upload(client, table, progress)
+        if existing is None:
+            logger.info("Table %s: creating it %s.", dest, pk_text(primary_key))
+            if table.headerless:
+                create_table_from_header(client, dest, columns, primary_key, tags=UPLOAD_TAGS)
+                job = client.tables.load(dest, file_id, incremental=False, columns=columns)
+                rows = result_rows(job)
+            else:
+                client.tables.create(bucket_of(dest), table_name(dest), file_id, primary_key)
+                rows = None
+        else:
+            mode = "incremental" if settings.incremental else "full"
+            logger.info("Table %s: %s load.", dest, mode)
+            job = client.tables.load(
+                dest, file_id, incremental=settings.incremental, columns=columns if table.headerless else None
+            )
+            rows = result_rows(job)
+    copy_metadata(client, dest, ctx.metadata_provider, table.metadata(), table.column_metadata(columns))
+    logger.info(progress.summary(f"imported from {where},", rows, size))
+
+
+def _upload(client: Any, table: InputTable, progress: Progress) -> tuple[Any, int]:
+    """Upload the input table as one gzip file (or its slices as a sliced file); returns (file id, bytes)."""
+    name = table_name(table.stem) if table.stem else "table"
+    if table.sliced:
+        slices = table.slices()
+        if not slices:
+            raise UserException(f"Input table in/tables/{table.file_name} is an empty folder; fix the input mapping.")
+        size = sum(p.stat().st_size for p in slices)
+        prepared = client.files.prepare(f"{name}.csv", size_bytes=size, sliced=True, tags=UPLOAD_TAGS)
+        client.transfer.upload_slices(prepared, slices, progress)
+        return prepared["id"], size
+    if is_gzip(table.path):
+        size = table.path.stat().st_size
+        prepared = client.files.prepare(f"{name}.csv.gz", size_bytes=size, tags=UPLOAD_TAGS)
+        client.transfer.upload(prepared, table.path, progress)
+        return prepared["id"], size
+    fd, tmp_name = tempfile.mkstemp(prefix="storage-sync-upload-", suffix=".csv.gz")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with table.path.open("rb") as src, _gzip_writer.open(tmp, "wb") as dst:
+            copy_stream(src, dst)
+        size = tmp.stat().st_size
+        prepared = client.files.prepare(f"{name}.csv.gz", size_bytes=size, tags=UPLOAD_TAGS)
+        client.transfer.upload(prepared, tmp, progress)
+        return prepared["id"], size
+    finally:
+        tmp.unlink(missing_ok=True)

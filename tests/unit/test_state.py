@@ -1,0 +1,162 @@
+"""state.py: commit per table, carry-over, failed tables keep their watermark, watermarks from server time."""
+
+import json
+import logging
+
+import pytest
+from freezegun import freeze_time
+from keboola.component.exceptions import UserException
+
+from state import (
+    STATE_VERSION,
+    StateStore,
+    job_watermark,
+    parse_server_time,
+    watermark_from_server_time,
+)
+
+PREVIOUS = {
+    "version": 1,
+    "tables": {
+        "in.c-a.kept": {"watermark": 1000, "destination": "in.c-a.kept", "lastSuccess": "2024-01-01T00:00:00+00:00"},
+        "in.c-a.one": {"watermark": 2000, "destination": "in.c-a.one", "lastSuccess": "2024-01-01T00:00:00+00:00"},
+        "in.c-a.two": {"watermark": 3000, "destination": "in.c-a.two", "lastSuccess": "2024-01-01T00:00:00+00:00"},
+    },
+}
+
+
+class Writer:
+    """Records every state written (as out/state.json would hold it)."""
+
+    def __init__(self):
+        self.writes: list[dict] = []
+
+    def __call__(self, state: dict) -> None:
+        self.writes.append(json.loads(json.dumps(state)))
+
+    @property
+    def last(self) -> dict:
+        return self.writes[-1]
+
+
+def test_commit_writes_the_whole_state_after_each_table():
+    writer = Writer()
+    store = StateStore(PREVIOUS, writer)
+    store.commit("in.c-a.one", watermark=2500, destination="in.c-a.one", last_success="2024-02-01T00:00:00+00:00")
+    assert len(writer.writes) == 1
+    assert writer.last["version"] == STATE_VERSION
+    assert writer.last["tables"]["in.c-a.one"] == {
+        "watermark": 2500,
+        "destination": "in.c-a.one",
+        "lastSuccess": "2024-02-01T00:00:00+00:00",
+    }
+    store.commit("in.c-a.new", watermark=10, destination="out.c-b.new")
+    assert len(writer.writes) == 2
+    assert writer.last["tables"]["in.c-a.new"]["watermark"] == 10
+
+
+def test_entries_of_tables_not_processed_are_carried_over():
+    writer = Writer()
+    store = StateStore(PREVIOUS, writer)
+    store.save()
+    assert writer.last == PREVIOUS
+    store.commit("in.c-a.one", watermark=2500, destination="in.c-a.one")
+    assert writer.last["tables"]["in.c-a.kept"] == PREVIOUS["tables"]["in.c-a.kept"]
+    assert writer.last["tables"]["in.c-a.two"] == PREVIOUS["tables"]["in.c-a.two"]
+
+
+def test_failed_table_keeps_its_old_watermark_and_earlier_commits_survive(tmp_path):
+    path = tmp_path / "state.json"
+
+    def write(state):
+        path.write_text(json.dumps(state))
+
+    store = StateStore(PREVIOUS, write)
+    tables = ["in.c-a.one", "in.c-a.two"]
+    with pytest.raises(RuntimeError):
+        for table in tables:
+            if table == "in.c-a.two":
+                raise RuntimeError("load job failed")  # interrupted before commit
+            store.commit(table, watermark=9999, destination=table)
+    on_disk = json.loads(path.read_text())
+    assert on_disk["tables"]["in.c-a.one"]["watermark"] == 9999, "earlier table's progress is kept"
+    assert on_disk["tables"]["in.c-a.two"]["watermark"] == 3000, "failed table keeps its watermark"
+    assert store.watermark("in.c-a.two") == 3000
+
+
+def test_in_memory_state_is_not_changed_by_the_caller_copy():
+    store = StateStore(PREVIOUS, Writer())
+    snapshot = store.to_dict()
+    snapshot["tables"]["in.c-a.one"]["watermark"] = 1
+    assert store.watermark("in.c-a.one") == 2000
+
+
+def test_watermark_is_ignored_when_the_destination_changed():
+    store = StateStore(PREVIOUS, Writer())
+    assert store.watermark("in.c-a.one", "in.c-a.one") == 2000
+    assert store.watermark("in.c-a.one", "out.c-other.one") is None
+    assert store.watermark("in.c-a.missing") is None
+
+
+@pytest.mark.parametrize("initial", [None, {}])
+def test_first_run_starts_empty(initial):
+    writer = Writer()
+    StateStore(initial, writer).save()
+    assert writer.last == {"version": 1, "tables": {}}
+
+
+@pytest.mark.parametrize("initial", [{"watermark": 5}, {"version": 99, "tables": {}}, {"version": 1, "tables": []}])
+def test_unknown_state_format_starts_without_watermarks(initial, caplog):
+    with caplog.at_level(logging.WARNING):
+        store = StateStore(initial, Writer())
+    assert store.to_dict() == {"version": 1, "tables": {}}
+    assert "unknown format" in caplog.text
+
+
+def test_invalid_watermark_value_reads_as_none():
+    store = StateStore({"version": 1, "tables": {"in.c-a.b": {"watermark": "soon"}}}, Writer())
+    assert store.watermark("in.c-a.b") is None
+
+
+def test_unknown_top_level_keys_are_kept():
+    writer = Writer()
+    StateStore({**PREVIOUS, "future": {"x": 1}}, writer).save()
+    assert writer.last["future"] == {"x": 1}
+
+
+# -- server time ------------------------------------------------------------------------------------------------------
+
+
+def test_parse_server_time_with_hhmm_offset():
+    parsed = parse_server_time("2017-02-13T16:41:18+0100")
+    assert parsed.isoformat() == "2017-02-13T15:41:18+00:00"
+
+
+@freeze_time("2030-01-01T00:00:00Z")
+def test_watermark_comes_from_the_server_timestamp_minus_the_overlap_not_the_local_clock():
+    # 2017-02-13T15:41:18Z = 1487000478
+    assert watermark_from_server_time("2017-02-13T16:41:18+0100", 300) == 1487000478 - 300
+    assert watermark_from_server_time("2017-02-13T15:41:18Z", 60) == 1487000478 - 60
+
+
+@freeze_time("2030-01-01T00:00:00Z")
+def test_job_watermark_uses_start_time_then_created_time():
+    job = {"id": 7, "createdTime": "2017-02-13T16:40:00+0100", "startTime": "2017-02-13T16:41:18+0100"}
+    assert job_watermark(job, 300, "in.c-a.b") == 1487000478 - 300
+    job["startTime"] = None
+    assert job_watermark(job, 0, "in.c-a.b") == 1487000400
+
+
+def test_job_watermark_without_server_time_is_a_user_error():
+    with pytest.raises(UserException, match=r"in\.c-a\.b .*job 7"):
+        job_watermark({"id": 7, "startTime": None}, 300, "in.c-a.b")
+
+
+@freeze_time("2030-01-01T00:00:00Z")
+def test_commit_with_server_watermark_is_independent_of_the_clock():
+    writer = Writer()
+    store = StateStore({}, writer)
+    job = {"id": 1, "startTime": "2024-05-01T10:00:00+0200"}
+    store.commit("in.c-a.b", watermark=job_watermark(job, 300, "in.c-a.b"), destination="in.c-a.b")
+    assert writer.last["tables"]["in.c-a.b"]["watermark"] == 1714550400 - 300
+    assert writer.last["tables"]["in.c-a.b"]["lastSuccess"].startswith("2030-01-01")
