@@ -328,3 +328,39 @@ def test_put_file_does_not_read_the_file_into_memory(fs, tmp_path):
     assert Path(tmp_path / "back").stat().st_size == 128 * MB
     # bounded buffers only (Azure: 2 ranged GETs of 8 MiB in flight, plus per-thread allocator arenas)
     assert grown < 64 * MB, f"RSS grew by {grown / MB:.0f} MiB"
+
+
+@pytest.mark.skipif(
+    not os.environ.get("FILESTORAGE_BENCH_MB"), reason="throughput benchmark: set FILESTORAGE_BENCH_MB=200 to run"
+)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_throughput(provider, tmp_path):
+    """``FILESTORAGE_BENCH_MB=200 pytest emulator/tests/test_filestorage_providers.py -k throughput -s``"""
+    import hashlib
+    import time
+
+    size = int(os.environ["FILESTORAGE_BENCH_MB"])
+    source = tmp_path / "bench.bin"
+    digest = hashlib.sha256()
+    with open(source, "wb") as out:
+        for _ in range(size):
+            block = os.urandom(MB)
+            digest.update(block)
+            out.write(block)
+    storage = create_file_storage(provider, tmp_path / provider)
+    storage.start()
+    try:
+        started = time.perf_counter()
+        storage.put_file("bench/file.bin", source)
+        upload = time.perf_counter() - started
+        started = time.perf_counter()
+        storage.fetch("bench/file.bin", tmp_path / "back.bin")
+        download = time.perf_counter() - started
+    finally:
+        storage.stop()
+    back = hashlib.sha256()
+    with open(tmp_path / "back.bin", "rb") as stream:
+        while block := stream.read(MB):
+            back.update(block)
+    assert back.digest() == digest.digest()
+    print(f"\n{provider}: {size} MB put_file {size / upload:.0f} MB/s, fetch {size / download:.0f} MB/s")
