@@ -34,12 +34,13 @@ class Component(ComponentBase):
     def __init__(self):
         super().__init__()
         install_log_redaction()
-        if not self.configuration.parameters.get("debug"):
+        keboola_config = self.configuration  # parsed from config.json on every access: read it once
+        self.parameters = keboola_config.parameters if isinstance(keboola_config.parameters, dict) else {}
+        if not self.parameters.get("debug"):
             for noisy in NOISY_LOGGERS:  # SDK chatter ("Found endpoint for s3 ...") is not for job events
                 logging.getLogger(noisy).setLevel(logging.WARNING)
-        self.parameters = self.configuration.parameters
-        action = self.configuration.action or "run"
-        self.config = Configuration.from_parameters(self.parameters, os.environ, for_action=action != "run")
+        is_action = (keboola_config.action or "run") != "run"
+        self.config = Configuration.from_parameters(self.parameters, os.environ, for_action=is_action)
         self._clients: dict[str, StorageClient] = {}
 
     def run(self):

@@ -211,7 +211,8 @@ def _type_name(value: Any) -> str:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
+    """Short repr of a bad value for a message (secrets redacted)."""
+    text = redact(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 

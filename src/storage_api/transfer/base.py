@@ -230,8 +230,8 @@ class TransferManager:
             if provider not in self._adapters:
                 if provider not in ADAPTER_MODULES:
                     raise TransferError(
-                        f"File storage provider {provider!r} of file {file.get('id')} is not supported yet; "
-                        f"only AWS S3 projects can be transferred.",
+                        f"File storage provider {provider!r} of file {file.get('id')} is not supported; "
+                        f"Storage Sync transfers files on {', '.join(sorted(ADAPTER_MODULES))} stacks.",
                         user_error=True,
                     )
                 module_name, class_name = ADAPTER_MODULES[provider]
