@@ -530,7 +530,9 @@ def _bench(rows: int = 10_000_000) -> None:  # pragma: no cover
     work = Path(tempfile.mkdtemp(prefix="engine-bench-", dir="/tmp"))
     source = work / "data.csv.gz"
     start = time.time()
-    duckdb.connect().execute(
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    con.execute(
         f"""COPY (SELECT i::VARCHAR AS id, md5(i::VARCHAR) AS name, 'city_' || (i % 1000)::VARCHAR AS city,
         (i * 3.14159)::VARCHAR AS amount, ['new', 'paid', 'shipped'][i % 3 + 1] AS status,
         'note ' || md5((i * 7)::VARCHAR)[:20] AS note FROM range({rows}) r(i))
