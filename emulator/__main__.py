@@ -1,7 +1,8 @@
 """CLI: ``python -m emulator serve --port 0 --projects 2 --seed-demo``.
 
 Prints exactly one JSON line to stdout, ``{"url": ..., "projects": [{"id", "name", "token"}], "env": {...}}``,
-then serves until SIGTERM/SIGINT and shuts everything down (exit code 0).
+then serves until SIGTERM/SIGINT and shuts everything down (exit code 0). ``--maintenance`` starts in maintenance
+mode; SIGUSR1 toggles maintenance mode at runtime.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     serve.add_argument("--seed", type=int, default=None, help="seed of random faults (and of the demo data)")
     serve.add_argument("--job-delay", type=float, default=0.0, help="minimum duration of every storage job (s)")
     serve.add_argument("--workdir", default=None, help="working directory (default: a temporary one)")
+    serve.add_argument(
+        "--maintenance", action="store_true", help="start in maintenance mode (503); SIGUSR1 toggles it at runtime"
+    )
     serve.add_argument("--verbose", action="store_true", help="log requests to stderr")
     return parser.parse_args(argv)
 
@@ -132,6 +136,14 @@ def main(argv: list[str] | None = None) -> int:
             "projects": [{"id": p.id, "name": p.name, "token": p.token} for p in projects],
             "env": emu.env,
         }
+        maintenance = {"on": bool(args.maintenance)}
+        emu.set_maintenance(maintenance["on"])
+
+        def toggle_maintenance(signum, _frame):
+            maintenance["on"] = not maintenance["on"]
+            emu.set_maintenance(maintenance["on"])
+
+        signal.signal(signal.SIGUSR1, toggle_maintenance)
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
         while not stop.wait(0.5):

@@ -55,6 +55,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _COLUMN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
 _MAX_COLUMN_LENGTH = 64
 _MAX_TABLE_NAME_LENGTH = 96
+_DEFAULT_REGIONS = {"aws": "us-east-1", "azure": "northeurope", "gcp": "us-east4"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -344,7 +345,7 @@ class StorageBackend:
         self.workdir = Path(workdir)
         (self.workdir / "jobs").mkdir(parents=True, exist_ok=True)
         self.base_url = base_url
-        self.region = region or getattr(storage, "region", None) or "us-east-1"
+        self.region = region or getattr(storage, "region", None) or _DEFAULT_REGIONS.get(storage.provider, "us-east-1")
         self.lock = threading.RLock()
         self.projects: dict[int, Project] = {}
         self.tokens: dict[str, Token] = {}
@@ -1116,7 +1117,7 @@ class StorageBackend:
                 if column in seen:
                     raise ValidationError(
                         f'Duplicate column "{column}" in the imported file.',
-                        code="storage.tables.validation.duplicateColumnNames",
+                        code="storage.tables.validation.duplicateColumn",
                     )
                 seen.add(column)
                 if column not in table.columns and (not _COLUMN_RE.match(column) or len(column) > _MAX_COLUMN_LENGTH):
@@ -1321,7 +1322,8 @@ class StorageBackend:
     def _export(self, project: Project, table: Table, query: TableQuery, token: Token, job: Job) -> dict:
         self._live_table(table)
         self._check_columns(table, query.referenced_columns())
-        cache_key = (table.id, query.cache_key())
+        # per token: a token without canReadAllFileUploads may read only the files it created
+        cache_key = (table.id, f"{token.id}:{query.cache_key()}")
         with self.lock:
             cached = project.export_cache.get(cache_key)
             if cached is not None:
@@ -1636,7 +1638,9 @@ class StorageBackend:
                 "Refreshing file credentials is supported only for GCP file storage.",
                 code="storage.files.validation",
             )
-        return self.file_json(file, upload=True)
+        data = self.file_json(file, upload=True)
+        data.update(self.storage.detail_block(file.key, sliced=file.is_sliced))  # fresh download token too
+        return data
 
     # seeding (Python API, no HTTP) ------------------------------------------------------------------------------------
     def upload_local_file(self, project_id: int, path: Path, *, name: str | None = None, tags=()) -> StoredFile:

@@ -45,6 +45,7 @@ def nest_params(pairs) -> dict:
     ``f[0][column]=x&f[0][values][0]=y`` -> ``{"f": [{"column": "x", "values": ["y"]}]}``. A repeated plain key
     keeps the last value (PHP semantics)."""
     root: dict = {}
+    counters: dict[int, int] = {}  # id(node) -> next index for "[]" (keeps decoding linear)
     for key, value in pairs:
         match = _KEY_RE.match(key)
         if not match:
@@ -55,7 +56,9 @@ def nest_params(pairs) -> dict:
         for depth, segment in enumerate(path):
             last = depth == len(path) - 1
             if segment == "":
-                segment = _next_index(node)
+                segment = _next_index(node, counters)
+            elif segment.isdigit():
+                counters[id(node)] = max(counters.get(id(node), 0), int(segment) + 1)
             if last:
                 node[segment] = value
             else:
@@ -67,9 +70,10 @@ def nest_params(pairs) -> dict:
     return _listify(root)
 
 
-def _next_index(node: dict) -> str:
-    numbers = [int(k) for k in node if isinstance(k, str) and k.isdigit()]
-    return str(max(numbers) + 1) if numbers else "0"
+def _next_index(node: dict, counters: dict[int, int]) -> str:
+    index = counters.get(id(node), 0)
+    counters[id(node)] = index + 1
+    return str(index)
 
 
 def _listify(value):

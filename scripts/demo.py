@@ -76,8 +76,10 @@ def main() -> None:
         (import_dir / "in" / "tables").mkdir(parents=True, exist_ok=True)
         with (import_dir / "in" / "tables" / "orders.csv").open("w", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["order_id", "customer_id", "amount", "status"])
-            writer.writerows([[f"new-{i}", str(i % 7 + 1), f"{i * 3}.50", "new"] for i in range(1, 101)])
+            writer.writerow(["order_id", "customer_id", "amount", "status", "ordered_at"])
+            writer.writerows(
+                [[f"new-{i}", str(i % 7 + 1), f"{i * 3}.50", "new", "2026-11-22 10:00:00"] for i in range(1, 101)]
+            )
         run_component(
             "import",
             {

@@ -39,7 +39,21 @@ def _port_open(url: str) -> bool:
 
 def test_cli_serve_seed_demo_and_sigterm(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "serve", "--port", "0", "--projects", "2", "--seed-demo"],
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "serve",
+            "--port",
+            "0",
+            "--projects",
+            "2",
+            "--seed-demo",
+            "--seed",
+            "7",
+            "--faults",
+            json.dumps({"rules": [{"endpoint": "GET /v2/storage/buckets", "kind": "503", "times": 1}]}),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -56,6 +70,9 @@ def test_cli_serve_seed_demo_and_sigterm(tmp_path):
         verify = requests.get(info["url"] + "/v2/storage/tokens/verify", headers=headers, timeout=10)
         assert verify.status_code == 200
         assert verify.json()["owner"]["id"] == info["projects"][0]["id"]
+        faulted = requests.get(info["url"] + "/v2/storage/buckets", headers=headers, timeout=10)
+        assert faulted.status_code == 503 and faulted.headers["Retry-After"] == "1"  # --faults, times=1
+        assert requests.get(info["url"] + "/v2/storage/buckets", headers=headers, timeout=10).status_code == 200
         tables = requests.get(info["url"] + "/v2/storage/tables", headers=headers, timeout=10).json()
         by_id = {t["id"]: t for t in tables}
         assert set(by_id) == {"in.c-demo.customers", "in.c-demo.orders", "in.c-demo.events"}
@@ -68,6 +85,16 @@ def test_cli_serve_seed_demo_and_sigterm(tmp_path):
         other = {"X-StorageApi-Token": info["projects"][1]["token"]}
         assert requests.get(info["url"] + "/v2/storage/tables", headers=other, timeout=10).json() == []
         assert _port_open(info["url"]) and _port_open(info["env"]["AWS_ENDPOINT_URL_S3"])
+        # SIGUSR1 toggles maintenance mode
+        proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while requests.get(info["url"] + "/v2/storage/tokens/verify", headers=headers, timeout=10).status_code != 503:
+            assert time.monotonic() < deadline, "maintenance mode not switched on"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGUSR1)
+        while requests.get(info["url"] + "/v2/storage/tokens/verify", headers=headers, timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "maintenance mode not switched off"
+            time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

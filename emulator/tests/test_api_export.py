@@ -8,6 +8,7 @@ import time
 
 import pytest
 import requests
+
 from .conftest import parse_csv_rows
 
 ROWS = [

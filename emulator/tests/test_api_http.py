@@ -84,3 +84,12 @@ def test_nest_params_php_style():
 def test_gzip_accept_encoding_is_fine(api):
     resp = requests.get(api.url + "/v2/storage/tokens/verify", headers={**api.headers(), "Accept-Encoding": "gzip"})
     assert resp.status_code == 200
+
+
+def test_many_form_fields_are_accepted(api):
+    """kbcstorage sends whereValues[] as form fields; thousands of them must not hit a form-parts limit."""
+    bucket = api.create_bucket("many")
+    api.create_table(bucket, "t", "id\n1\n2\n")
+    values = [str(i) for i in range(3000)]
+    job = api.job_post(f"/tables/{bucket}.t/export-async", data={"whereColumn": "id", "whereValues[]": values})
+    assert job["status"] == "success", job
