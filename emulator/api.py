@@ -46,6 +46,7 @@ class Emulator:
         workdir: str | Path | None = None,
         host: str = "127.0.0.1",
         faults: str | None = None,
+        share_storage_with: Emulator | None = None,
     ):
         self.provider = provider
         self.seed = seed
@@ -55,6 +56,8 @@ class Emulator:
         self._own_workdir = workdir is None
         self._workdir_arg = workdir
         self._fault_spec = faults
+        # another AWS "stack" on the same S3 endpoint (own bucket), for cross-stack tests in one client process
+        self._share_storage_with = share_storage_with
         self.workdir: Path | None = None
         self.storage = None
         self.engine: TableEngine | None = None
@@ -77,8 +80,11 @@ class Emulator:
                     self.workdir = Path(self._workdir_arg)
                     self.workdir.mkdir(parents=True, exist_ok=True)
                     _remove_stale_state(self.workdir)
-                self.storage = create_file_storage(self.provider, self.workdir / "files")
-                self.storage.start()
+                if self._share_storage_with is not None:
+                    self.storage = self._share_storage_with.storage.sibling(f"kbc-sapi-files-{id(self):x}")
+                else:
+                    self.storage = create_file_storage(self.provider, self.workdir / "files")
+                    self.storage.start()
                 self.engine = TableEngine(self.workdir / "tables.duckdb")
                 self.backend = StorageBackend(
                     self.engine, self.storage, self.workdir / "backend", job_delay=self._initial_job_delay

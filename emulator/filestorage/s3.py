@@ -60,6 +60,11 @@ def _watch():
         time.sleep(1)
     os._exit(0)
 threading.Thread(target=_watch, daemon=True).start()
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+# This server serves S3 only. moto guesses the service from the Authorization header, and a SigV2 signature
+# that happens to contain four "/" breaks the guess (a 500 on about 1 request in 1,400).
+_host = "s3." + os.environ.get("AWS_DEFAULT_REGION", "us-east-1") + ".amazonaws.com"
+DomainDispatcherApplication.infer_service_region_host = lambda self, environ, path: _host
 from moto.server import main
 main(sys.argv[1:])
 """
@@ -210,6 +215,16 @@ class S3FileStorage(FileStorage):
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def sibling(self, bucket: str) -> S3FileStorage:
+        """The file storage of another stack on the same S3 endpoint: real AWS stacks share S3 and differ by
+        bucket, so one client process (one AWS_ENDPOINT_URL_S3) reaches both. The sibling owns no process."""
+        other = S3FileStorage(self.workdir, bucket=bucket, region=self.region, upload_config=self.upload_config)
+        other.port, other.endpoint, other.env = self.port, self.endpoint, dict(self.env)
+        other._client = other._make_client(v4=False)
+        other._signer = other._make_client(v4=True)
+        other._client.create_bucket(Bucket=bucket)
+        return other
 
     def _make_client(self, *, v4: bool):
         """boto3 client of the moto server. Data requests are signed with the legacy "s3" (SigV2) scheme: moto

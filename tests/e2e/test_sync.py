@@ -82,7 +82,7 @@ def test_failed_load_does_not_advance_watermark(emulator, source, destination, d
 
 @pytest.mark.timeout(600)
 def test_cross_stack_sync(emulator, source, data_dir, env, tmp_path):
-    with Emulator(workdir=tmp_path / "second-stack") as other:
+    with Emulator(workdir=tmp_path / "second-stack", share_storage_with=emulator) as other:
         destination = other.create_project("other-stack")
         data_dir.secrets.add(destination.token)
         data_dir.write_config(
