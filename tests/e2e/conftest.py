@@ -1,4 +1,5 @@
 import itertools
+import os
 
 import pytest
 
@@ -8,9 +9,13 @@ from tests.e2e.harness import DataDir
 _names = itertools.count(1)
 
 
-@pytest.fixture(scope="session")
-def emulator(tmp_path_factory):
-    with Emulator(workdir=tmp_path_factory.mktemp("emulator")) as emu:
+# Every end-to-end test runs on the three file storage providers of Keboola stacks (S3, ABS, GCS).
+PROVIDERS = os.environ.get("E2E_PROVIDERS", "aws,azure,gcp").split(",")
+
+
+@pytest.fixture(scope="session", params=PROVIDERS)
+def emulator(request, tmp_path_factory):
+    with Emulator(provider=request.param, workdir=tmp_path_factory.mktemp(f"emulator-{request.param}")) as emu:
         yield emu
 
 

@@ -77,7 +77,7 @@ class DataDir:
             (path.parent / f"{name}.manifest").write_text(json.dumps(manifest))
         return path
 
-    def run(self, env: dict[str, str] | None = None, timeout: float = 300) -> Run:
+    def process_env(self, env: dict[str, str] | None = None) -> dict[str, str]:
         full_env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/tmp"),
@@ -86,15 +86,35 @@ class DataDir:
             "PYTHONUNBUFFERED": "1",
         }
         full_env.update(env or {})
+        return full_env
+
+    def run(self, env: dict[str, str] | None = None, timeout: float = 300) -> Run:
         proc = subprocess.run(
             [sys.executable, "-u", str(COMPONENT)],
             cwd=REPO,
-            env=full_env,
+            env=self.process_env(env),
             capture_output=True,
             text=True,
             timeout=timeout,
         )
         run = Run(proc.returncode, proc.stdout, proc.stderr, self.root)
+        self.assert_no_secrets(run)
+        return run
+
+    def start(self, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start the component without waiting (to signal it); finish with ``finish``."""
+        return subprocess.Popen(
+            [sys.executable, "-u", str(COMPONENT)],
+            cwd=REPO,
+            env=self.process_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def finish(self, proc: subprocess.Popen, timeout: float = 300) -> Run:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        run = Run(proc.returncode, stdout, stderr, self.root)
         self.assert_no_secrets(run)
         return run
 
