@@ -17,15 +17,32 @@ import kbcstorage.jobs
 import pytest
 from kbcstorage.client import Client
 
+from emulator import Emulator
+
 ROWS = [{"id": str(i), "name": f"name {i}", "city": ["Prague", "Brno", "Ostrava"][i % 3]} for i in range(1, 51)]
 
 
+@pytest.fixture(scope="module", params=["aws", "azure", "gcp"])
+def stack(request, emu):
+    """The same checks on each file storage provider: the AWS stack is the session emulator."""
+    if request.param == "aws":
+        yield emu
+        return
+    with Emulator(provider=request.param) as other:
+        yield other
+
+
 @pytest.fixture
-def client(emu, project, s3_env, monkeypatch, tmp_path):
+def client(stack, monkeypatch, tmp_path):
+    for key, value in stack.env.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
     fast_time = types.SimpleNamespace(sleep=lambda _seconds: time.sleep(0.05))
     monkeypatch.setattr(kbcstorage.jobs, "time", fast_time)
-    return Client(emu.url, project.token)
+    project = stack.create_project(f"kbcstorage-{stack.provider}-{time.monotonic_ns()}")
+    return Client(stack.url, project.token)
 
 
 def _write_csv(path, rows):
