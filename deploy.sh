@@ -3,12 +3,14 @@
 #
 # Usage: deploy.sh <tag> [local image]     e.g. deploy.sh 1.4.0 keboola-storage-sync:latest
 # Environment (credentials only from here): KBC_DEVELOPERPORTAL_USERNAME, KBC_DEVELOPERPORTAL_PASSWORD,
-# KBC_DEVELOPERPORTAL_VENDOR, KBC_DEVELOPERPORTAL_APP. The registry comes from the Developer Portal CLI.
+# KBC_DEVELOPERPORTAL_VENDOR, KBC_DEVELOPERPORTAL_APP, PORTAL_CLI_IMAGE. The registry comes from the Developer
+# Portal CLI.
 set -euo pipefail
 
 TAG="${1:?usage: deploy.sh <tag> [local image]}"
 LOCAL_IMAGE="${2:-keboola-storage-sync:latest}"
-PORTAL_CLI_IMAGE="${PORTAL_CLI_IMAGE:-quay.io/keboola/developer-portal-cli-v2:latest}"
+# The developer-portal-cli-v2 image reference, as Keboola's deployment docs give it.
+: "${PORTAL_CLI_IMAGE:?PORTAL_CLI_IMAGE is not set (the developer-portal-cli-v2 image reference)}"
 
 : "${KBC_DEVELOPERPORTAL_USERNAME:?KBC_DEVELOPERPORTAL_USERNAME is not set}"
 : "${KBC_DEVELOPERPORTAL_PASSWORD:?KBC_DEVELOPERPORTAL_PASSWORD is not set}"

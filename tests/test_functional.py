@@ -33,5 +33,7 @@ def test_functional(shop, monkeypatch):
     for key, value in {**emu.env, "STORAGE_SYNC_URL": emu.url, "STORAGE_SYNC_TOKEN": project.token}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("KBC_RUNID", "functional")
-    tester = DataDirTester(data_dir=str(HERE / "functional"), component_script=str(HERE.parent / "src" / "component.py"))
+    tester = DataDirTester(
+        data_dir=str(HERE / "functional"), component_script=str(HERE.parent / "src" / "component.py")
+    )
     tester.run()  # raises AssertionError naming the case and the differing files

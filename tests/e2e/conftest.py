@@ -36,7 +36,7 @@ def source(emulator):
     emulator.create_table(
         project.id,
         "in.c-sales.customers",
-        "id,name,city\n1,Alice,Prague\n2,Bob,Brno\n3,\"Carol, Jr.\",\"Ostrava \"\"East\"\"\"\n",
+        'id,name,city\n1,Alice,Prague\n2,Bob,Brno\n3,"Carol, Jr.","Ostrava ""East"""\n',
         primary_key=["id"],
     )
     emulator.create_table(project.id, "in.c-sales.events", "ts,kind\n2024-01-01,open\n2024-01-02,close\n")

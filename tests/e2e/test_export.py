@@ -92,7 +92,9 @@ def test_export_changed_since_last_uses_state(emulator, source, data_dir, env):
 def test_export_changed_since_relative_and_unix(emulator, source, data_dir, env):
     for value in ("-1 days", str(int(time.time()) + 3600), "2999-01-01T00:00:00+00:00"):
         data_dir.clean_out()
-        data_dir.write_config(_export_params(emulator, source, [{"source": "in.c-sales.customers", "changedSince": value}]))
+        data_dir.write_config(
+            _export_params(emulator, source, [{"source": "in.c-sales.customers", "changedSince": value}])
+        )
         run = data_dir.run(env)
         assert run.returncode == 0, run.output
         _, rows = read_output_table(data_dir.root / "out" / "tables" / "customers.csv")

@@ -33,9 +33,7 @@ def test_first_sync_copies_tables_with_primary_key_then_syncs_changes(emulator, 
     watermarks = first.state["tables"]
     assert set(watermarks) == {"in.c-sales.customers", "in.c-sales.events"}
 
-    emulator.load_table(
-        source.id, "in.c-sales.customers", "id,name,city\n2,Bob,Zlin\n4,Dan,Plzen\n", incremental=True
-    )
+    emulator.load_table(source.id, "in.c-sales.customers", "id,name,city\n2,Bob,Zlin\n4,Dan,Plzen\n", incremental=True)
     emulator.load_table(source.id, "in.c-sales.events", "ts,kind\n2024-01-03,open\n", incremental=True)
     data_dir.carry_state()
     second = data_dir.run(env)
@@ -43,9 +41,9 @@ def test_first_sync_copies_tables_with_primary_key_then_syncs_changes(emulator, 
     assert _same_rows(emulator, source, emulator, destination, "in.c-sales.customers")
     assert _same_rows(emulator, source, emulator, destination, "in.c-sales.events")
     assert "primary key" in second.output.lower(), "tables without a PK are fully reloaded with a warning"
-    assert second.state["tables"]["in.c-sales.customers"]["watermark"] >= watermarks["in.c-sales.customers"][
-        "watermark"
-    ]
+    assert (
+        second.state["tables"]["in.c-sales.customers"]["watermark"] >= watermarks["in.c-sales.customers"]["watermark"]
+    )
 
 
 def test_sync_to_other_bucket_and_table_name(emulator, source, destination, data_dir, env):
