@@ -103,3 +103,28 @@ def test_cross_stack_sync(emulator, source, data_dir, env, tmp_path):
         again = data_dir.run({**env, **other.env})
         assert again.returncode == 0, again.output
         assert _same_rows(emulator, source, other, destination, "in.c-sales.customers")
+
+
+def test_sync_subset_of_columns_and_rows(emulator, source, destination, data_dir, env):
+    tables = [
+        {
+            "source": "in.c-sales.customers",
+            "columns": ["id", "city"],
+            "whereFilters": [{"column": "city", "operator": "ne", "values": ["Brno"]}],
+        }
+    ]
+    data_dir.write_config(_sync_params(emulator, source, destination, tables))
+    run = data_dir.run(env)
+    assert run.returncode == 0, run.output
+    rows = sorted_dicts(emulator.table_rows(destination.id, "in.c-sales.customers"))
+    assert rows == sorted_dicts([{"id": "1", "city": "Prague"}, {"id": "3", "city": 'Ostrava "East"'}])
+
+
+def test_sync_refuses_changed_since_and_limit(emulator, source, destination, data_dir, env):
+    for extra in ({"changedSince": "-1 days"}, {"limit": 5}):
+        data_dir.write_config(
+            _sync_params(emulator, source, destination, [{"source": "in.c-sales.customers", **extra}])
+        )
+        run = data_dir.run(env)
+        assert run.returncode == 1, run.output
+        assert next(iter(extra)) in run.stderr
