@@ -1,0 +1,406 @@
+"""Storage Sync benchmark: this component vs kbcstorage vs the raw file-storage limit, against the emulator.
+
+    make bench                                 # 1M and 10M rows (~100 MB, ~1 GB), memory check at BENCH_BIG_ROWS
+    BENCH_QUICK=1 make bench                   # 200k rows only, short polling set (a smoke run)
+    BENCH_ROWS=1000000 BENCH_BIG_ROWS=0 make bench
+
+Knobs: BENCH_ROWS (comma list), BENCH_BIG_ROWS (0 = skip the memory-flatness table), BENCH_POLL (durations, s),
+BENCH_POLL_REPS, BENCH_OUT (report path, default BENCHMARKS.md), BENCH_TMP (scratch dir).
+Every export/import/sync is a separate process (as Keboola runs the component); the parent measures wall time
+and peak RSS (wait4 ru_maxrss and psutil sampling of the process tree).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "src")]
+
+import requests
+from isal import igzip
+
+from benchmarks import polling
+from benchmarks.datagen import COLUMNS, PRIMARY_KEY, write_csv
+from benchmarks.procs import Measured, run_measured
+from emulator import Emulator
+
+PY = sys.executable
+COMPONENT = REPO / "src" / "component.py"
+WORKERS = REPO / "benchmarks" / "workers.py"
+CHANGED_ROWS = 10_000
+
+
+def _env_list(name: str, default: str, cast=int) -> list:
+    return [cast(x) for x in os.environ.get(name, default).split(",") if x.strip()]
+
+
+@dataclass
+class Settings:
+    quick: bool
+    rows: list[int]
+    big_rows: int
+    poll_durations: list[float]
+    poll_reps: int
+    sync_small: int
+    out: Path
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+        return cls(
+            quick=quick,
+            rows=_env_list("BENCH_ROWS", "200000" if quick else "1000000,10000000"),
+            big_rows=int(os.environ.get("BENCH_BIG_ROWS", "0" if quick else "30000000")),
+            poll_durations=_env_list("BENCH_POLL", "0.5,1" if quick else "0.5,1,2,3,4,8,20,60", float),
+            poll_reps=int(os.environ.get("BENCH_POLL_REPS", "2" if quick else "4")),
+            sync_small=int(os.environ.get("BENCH_SYNC_SMALL", "20000" if quick else "100000")),
+            out=Path(os.environ.get("BENCH_OUT", REPO / "BENCHMARKS.md")),
+        )
+
+
+@dataclass
+class Results:
+    settings: Settings
+    emulator: list[tuple[str, float]] = field(default_factory=list)
+    ops: dict[str, list[tuple[int, int, Measured, Measured | None, Measured | None]]] = field(default_factory=dict)
+    sync_incremental: list[tuple[int, Measured]] = field(default_factory=list)
+    memory: list[tuple[int, int, Measured]] = field(default_factory=list)
+    poll: list[polling.PollRow] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+class Bench:
+    def __init__(self, emu: Emulator, tmp: Path, settings: Settings):
+        self.emu = emu
+        self.tmp = tmp
+        self.settings = settings
+        self.results = Results(settings)
+        self.src = emu.create_project("source")
+        self.dst = emu.create_project("destination")
+        for project in (self.src, self.dst):
+            for name in ("bench", "imp", "sync"):
+                emu.create_bucket(project.id, name)
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "PYTHONUNBUFFERED": "1",
+            **emu.env,
+        }
+        self.csv: dict[int, Path] = {}
+
+    # helpers ------------------------------------------------------------------------------------------------------
+    def api(self, token: str, method: str, path: str, **kwargs):
+        response = requests.request(
+            method, f"{self.emu.url}/v2/storage/{path}", headers={"X-StorageApi-Token": token}, **kwargs
+        )
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def wait_job(self, token: str, job: dict) -> dict:
+        while job["status"] not in ("success", "error"):
+            time.sleep(0.02)
+            job = self.api(token, "GET", f"jobs/{job['id']}")
+        assert job["status"] == "success", job
+        return job
+
+    def run(self, label: str, argv: list[str], *, env: dict | None = None, cwd: Path | None = None) -> Measured:
+        logfile = self.tmp / f"{label.replace(' ', '_').replace('/', '_')}.log"
+        measured = run_measured(label, argv, env={**self.env, **(env or {})}, cwd=cwd or REPO, log=logfile)
+        log(f"  {label}: {measured.wall:.2f} s, peak RSS {measured.peak_rss_mb:.0f} MB, rc {measured.returncode}")
+        if measured.returncode != 0:
+            raise RuntimeError(f"{label} failed (rc {measured.returncode}):\n{measured.output}")
+        return measured
+
+    def worker(self, label: str, kind: str, args: dict, cwd: Path | None = None) -> Measured:
+        return self.run(label, [PY, str(WORKERS), kind, json.dumps(args)], cwd=cwd)
+
+    def component(self, label: str, data_dir: Path, parameters: dict, storage: dict | None = None) -> Measured:
+        for sub in ("in/tables", "out/tables"):
+            (data_dir / sub).mkdir(parents=True, exist_ok=True)
+        config = {"parameters": parameters, "action": "run", "storage": storage or {}, "image_parameters": {}}
+        (data_dir / "config.json").write_text(json.dumps(config))
+        return self.run(label, [PY, "-u", str(COMPONENT)], env={"KBC_DATADIR": str(data_dir), "KBC_RUNID": "1"})
+
+    def conn(self, project, **extra) -> dict:
+        return {"url": self.emu.url, "#token": project.token, **extra}
+
+    def scratch(self, name: str) -> Path:
+        path = self.tmp / name
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+    # seeding ------------------------------------------------------------------------------------------------------
+    def seed(self, rows: int) -> str:
+        table_id = f"in.c-bench.t{rows}"
+        path = self.tmp / f"t{rows}.csv"
+        started = time.perf_counter()
+        write_csv(path, rows)
+        log(f"generated {rows:,} rows ({path.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - started:.1f} s")
+        self.csv[rows] = path
+        started = time.perf_counter()
+        self.emu.create_table(self.src.id, table_id, path, primary_key=PRIMARY_KEY)
+        load = time.perf_counter() - started
+        self.results.emulator.append((f"emulator load of {rows:,} rows (create_table, DuckDB)", load))
+        log(f"emulator load of {rows:,} rows: {load:.1f} s")
+        self._backdate(self.src.id, table_id)
+        # export-async over HTTP, timed; also fills the export cache for the component's and kbcstorage's
+        # parameters, so the compared runs measure the client side (the job itself is reported here)
+        for body in ({"gzip": True, "columns": ",".join(COLUMNS)}, {"gzip": 1}):
+            started = time.perf_counter()
+            self.wait_job(
+                self.src.token, self.api(self.src.token, "POST", f"tables/{table_id}/export-async", json=body)
+            )
+            took = time.perf_counter() - started
+            if "columns" in body:
+                self.results.emulator.append((f"emulator export of {rows:,} rows (export-async job via HTTP)", took))
+                log(f"emulator export of {rows:,} rows: {took:.1f} s")
+        return table_id
+
+    def _backdate(self, project_id: int, table_id: str) -> None:
+        """Pretend the table was loaded two hours ago, so an incremental sync's overlap window (300 s) does not
+        cover the seed rows (a real source table is not loaded minutes before its first sync)."""
+        engine = self.emu.engine
+        handle = self.emu.backend.table_for(project_id, table_id).handle
+        with engine._cursor() as cur:
+            cur.execute(f'UPDATE {engine._table(handle)} SET "_timestamp" = "_timestamp" - INTERVAL 2 HOUR')
+        engine._changed(handle)
+
+    def drop(self, project, table_id: str) -> None:
+        try:
+            self.emu.delete_table(project.id, table_id)
+        except Exception as exc:  # noqa: BLE001
+            log(f"  (could not drop {table_id}: {exc})")
+
+    # operations ---------------------------------------------------------------------------------------------------
+    def export(self, rows: int, table_id: str) -> None:
+        size = self.csv[rows].stat().st_size
+        log(f"export of {rows:,} rows")
+        data = self.scratch("export-component")
+        comp = self.component(
+            f"export {rows} component",
+            data,
+            {"mode": "export", "source": self.conn(self.src), "tables": [{"source": table_id}]},
+        )
+        out = data / "out" / "tables" / f"t{rows}.csv"
+        assert out.is_dir() and any(out.iterdir()), f"no sliced output in {out}"
+        gz_bytes = sum(p.stat().st_size for p in out.iterdir())
+        shutil.rmtree(data)
+        work = self.scratch("export-kbc")
+        kbc = self.worker(
+            f"export {rows} kbcstorage",
+            "kbc-export",
+            {"url": self.emu.url, "token": self.src.token, "table_id": table_id, "out_dir": str(work / "out")},
+            cwd=work,
+        )
+        shutil.rmtree(work)
+        raw = self.worker(
+            f"export {rows} raw",
+            "raw-export",
+            {"url": self.emu.url, "token": self.src.token, "table_id": table_id, "columns": COLUMNS},
+        )
+        self.results.ops.setdefault("export", []).append((rows, size, comp, kbc, raw))
+        self.results.facts[f"export gz bytes {rows}"] = f"{gz_bytes / 2**20:.0f} MB"
+
+    def import_(self, rows: int) -> None:
+        csv_path = self.csv[rows]
+        size = csv_path.stat().st_size
+        log(f"import of {rows:,} rows")
+        data = self.scratch("import-component")
+        (data / "in" / "tables").mkdir(parents=True)
+        os.link(csv_path, data / "in" / "tables" / "bench.csv")  # same file system: no copy
+        name = f"comp{rows}"
+        comp = self.component(
+            f"import {rows} component",
+            data,
+            {
+                "mode": "import",
+                "destination": self.conn(self.dst),
+                "tables": [{"source": "bench.csv", "destination": f"in.c-imp.{name}", "primaryKey": PRIMARY_KEY}],
+            },
+            storage={"input": {"tables": [{"source": "in.c-x.bench", "destination": "bench.csv"}]}},
+        )
+        shutil.rmtree(data)
+        self.drop(self.dst, f"in.c-imp.{name}")
+        kbc = self.worker(
+            f"import {rows} kbcstorage",
+            "kbc-import",
+            {
+                "url": self.emu.url,
+                "token": self.dst.token,
+                "bucket": "in.c-imp",
+                "name": f"kbc{rows}",
+                "csv": str(csv_path),
+                "primary_key": PRIMARY_KEY,
+            },
+        )
+        self.drop(self.dst, f"in.c-imp.kbc{rows}")
+        # the raw limit sends what the component sends: the CSV gzipped (isal level 1, made outside the timing)
+        gz = self.tmp / f"t{rows}.csv.gz"
+        started = time.perf_counter()
+        with open(csv_path, "rb") as src, igzip.open(gz, "wb", compresslevel=1) as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+        gzip_s = time.perf_counter() - started
+        self.results.facts[f"isal level 1 gzip of {rows}"] = (
+            f"{gzip_s:.2f} s, {size / 2**20 / gzip_s:.0f} MB/s, {size / 2**20:.0f} -> {gz.stat().st_size / 2**20:.0f} MB"
+        )
+        raw = self.worker(
+            f"import {rows} raw",
+            "raw-import",
+            {
+                "url": self.emu.url,
+                "token": self.dst.token,
+                "bucket": "in.c-imp",
+                "name": f"raw{rows}",
+                "file": str(gz),
+                "primary_key": PRIMARY_KEY,
+            },
+        )
+        gz.unlink()
+        self.drop(self.dst, f"in.c-imp.raw{rows}")
+        self.results.ops.setdefault("import", []).append((rows, size, comp, kbc, raw))
+
+    def sync(self, rows: int, table_id: str) -> None:
+        size = self.csv[rows].stat().st_size
+        log(f"sync of {rows:,} rows")
+        data = self.scratch(f"sync-component-{rows}")
+        comp = self.component(f"sync {rows} component", data, self._sync_params(table_id, f"in.c-sync.comp{rows}"))
+        self.drop(self.dst, f"in.c-sync.comp{rows}")
+        work = self.scratch("sync-kbc")
+        kbc = self.worker(
+            f"sync {rows} kbcstorage",
+            "kbc-sync",
+            {
+                "url": self.emu.url,
+                "token": self.src.token,
+                "table_id": table_id,
+                "out_dir": str(work / "out"),
+                "dst_url": self.emu.url,
+                "dst_token": self.dst.token,
+                "bucket": "in.c-sync",
+                "name": f"kbc{rows}",
+                "primary_key": PRIMARY_KEY,
+            },
+            cwd=work,
+        )
+        shutil.rmtree(work)
+        self.drop(self.dst, f"in.c-sync.kbc{rows}")
+        raw = self.worker(
+            f"sync {rows} raw",
+            "raw-sync",
+            {
+                "url": self.emu.url,
+                "token": self.src.token,
+                "table_id": table_id,
+                "columns": COLUMNS,
+                "dst_url": self.emu.url,
+                "dst_token": self.dst.token,
+                "bucket": "in.c-sync",
+                "name": f"raw{rows}",
+                "primary_key": PRIMARY_KEY,
+            },
+        )
+        self.drop(self.dst, f"in.c-sync.raw{rows}")
+        self.results.ops.setdefault("sync", []).append((rows, size, comp, kbc, raw))
+
+    def _sync_params(self, table_id: str, dest: str) -> dict:
+        return {
+            "mode": "sync",
+            "source": self.conn(self.src),
+            "destination": self.conn(self.dst),
+            "tables": [{"source": table_id, "destination": dest, "incremental": True}],
+        }
+
+    def sync_incremental(self, rows: int, table_id: str) -> None:
+        """Full sync, then 10,000 rows change in the source, then the timed incremental sync."""
+        log(f"incremental sync of {CHANGED_ROWS:,} changed rows in {rows:,}")
+        data = self.scratch(f"sync-incremental-{rows}")
+        dest = f"in.c-sync.inc{rows}"
+        self.component(f"sync {rows} full (setup)", data, self._sync_params(table_id, dest))
+        (data / "in" / "state.json").write_text((data / "out" / "state.json").read_text())
+        shutil.rmtree(data / "out")
+        changes = self.tmp / f"changes{rows}.csv"
+        write_csv(changes, min(CHANGED_ROWS, rows // 2), first_id=rows // 2, variant="v2-")  # updates, no new rows
+        self.emu.load_table(self.src.id, table_id, changes, incremental=True)
+        measured = self.component(f"sync {rows} incremental", data, self._sync_params(table_id, dest))
+        detail = self.emu.table_detail(self.dst.id, dest)
+        assert int(detail["rowsCount"]) == rows, detail["rowsCount"]
+        self.drop(self.dst, dest)
+        self.results.sync_incremental.append((rows, measured))
+
+    def memory(self, rows: int, table_id: str) -> None:
+        size = self.csv[rows].stat().st_size
+        data = self.scratch("memory-component")
+        measured = self.component(
+            f"export {rows} component (memory)",
+            data,
+            {"mode": "export", "source": self.conn(self.src), "tables": [{"source": table_id}]},
+        )
+        shutil.rmtree(data)
+        self.results.memory.append((rows, size, measured))
+
+
+def main() -> Results:
+    settings = Settings.from_env()
+    tmp = Path(os.environ.get("BENCH_TMP") or tempfile.mkdtemp(prefix="storage-sync-bench-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    try:
+        with Emulator(job_delay=0.0) as emu:
+            bench = Bench(emu, tmp, settings)
+            res = bench.results
+            res.facts["machine"] = f"{os.cpu_count()} CPUs, {_mem_gb():.0f} GB RAM, {platform.platform()}"
+            res.facts["python"] = platform.python_version()
+            sizes = sorted(set(settings.rows))
+            tables = {rows: bench.seed(rows) for rows in sizes}
+            for rows in sizes:
+                bench.export(rows, tables[rows])
+            for rows in sizes:
+                bench.import_(rows)
+            for rows in sizes:
+                bench.sync(rows, tables[rows])
+            small = settings.sync_small
+            if small not in tables:
+                tables[small] = bench.seed(small)
+            for rows in sorted({small, max(sizes)}):
+                bench.sync_incremental(rows, tables[rows])
+            if settings.big_rows:
+                tables[settings.big_rows] = bench.seed(settings.big_rows)
+                ref = max(sizes)
+                bench.memory(ref, tables[ref])
+                bench.memory(settings.big_rows, tables[settings.big_rows])
+            log(f"polling: durations {settings.poll_durations}, {settings.poll_reps} jobs each")
+            res.poll = polling.measure(emu, bench.src, settings.poll_durations, settings.poll_reps)
+    finally:
+        if not os.environ.get("BENCH_TMP"):
+            shutil.rmtree(tmp, ignore_errors=True)
+    res.facts["benchmark wall time"] = f"{time.perf_counter() - started:.0f} s"
+    from benchmarks.report import write_report
+
+    write_report(res, settings.out)
+    log(f"wrote {settings.out}")
+    return res
+
+
+def _mem_gb() -> float:
+    import psutil
+
+    return psutil.virtual_memory().total / 2**30
+
+
+if __name__ == "__main__":
+    main()
