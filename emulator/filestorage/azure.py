@@ -21,13 +21,8 @@ from __future__ import annotations
 
 import atexit
 import shutil
-import socket
 import subprocess
-import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -44,6 +39,7 @@ from azure.storage.blob import (
 
 from ..errors import ValidationError
 from .base import FileStorage
+from .process import http_answers, start_server, terminate
 
 ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development account key (public, documented by Microsoft; not a secret)
@@ -60,8 +56,6 @@ DOWNLOAD_PERMISSIONS = "rl"  # read, list
 REPO_ROOT = Path(__file__).resolve().parents[2]  # emulator/filestorage/azure.py -> repository root
 _CREDENTIALS_TTL = timedelta(hours=12)
 _URL_TTL = timedelta(hours=1)
-_START_TIMEOUT = 30.0
-_STOP_TIMEOUT = 10.0
 
 # Runs Azurite (node) as its child and stops it when told to (SIGTERM) or when our parent dies without calling
 # stop() (SIGKILL, SIGTERM without atexit), so no orphaned Azurite keeps a port and its data directory.
@@ -94,12 +88,6 @@ def azurite_binary() -> Path | None:
         return local
     found = shutil.which("azurite-blob")
     return Path(found) if found else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _iso(moment: datetime) -> str:
@@ -137,11 +125,12 @@ class AzuriteFileStorage(FileStorage):
             self.workdir.mkdir(parents=True, exist_ok=True)
             location = self.workdir / "azurite"
             location.mkdir(exist_ok=True)
-            last_error = "not started"
-            for _attempt in range(3):  # the free port may be taken between probing and binding
-                port = _free_port()
-                command = [
-                    str(self.azurite),
+            azurite = str(self.azurite)
+            self._proc, self.port = start_server(
+                "Azurite",
+                _LAUNCHER,
+                lambda port: [
+                    azurite,
                     "--blobHost",
                     "127.0.0.1",
                     "--blobPort",
@@ -152,22 +141,11 @@ class AzuriteFileStorage(FileStorage):
                     "--skipApiVersionCheck",  # newer SDKs send API versions Azurite does not know yet
                     "--loose",  # ignore headers/parameters Azurite does not implement
                     "--disableTelemetry",  # no network beyond loopback
-                ]
-                with open(self.log_path, "ab") as log:  # the children keep their own descriptor
-                    proc = subprocess.Popen(
-                        [sys.executable, "-c", _LAUNCHER, *command],
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # stopped by stop(), atexit or the parent watchdog, not by Ctrl-C
-                    )
-                ok, last_error = self._wait_ready(proc, port)
-                if ok:
-                    self._proc, self.port = proc, port
-                    break
-                self._terminate(proc)
-            else:
-                raise RuntimeError(f"Azurite did not start ({last_error}); see {self.log_path}")
+                ],
+                # any HTTP answer (403 without credentials) means it is serving
+                ready=lambda port: http_answers(f"http://127.0.0.1:{port}/{ACCOUNT}?comp=list", any_status=True),
+                log_path=self.log_path,
+            )
             self.endpoint = f"http://127.0.0.1:{self.port}/{ACCOUNT}"
             self._service = BlobServiceClient.from_connection_string(
                 f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
@@ -182,33 +160,6 @@ class AzuriteFileStorage(FileStorage):
             self.env = {}  # the SAS connection string carries the endpoint
             atexit.register(self.stop)
 
-    @staticmethod
-    def _wait_ready(proc: subprocess.Popen, port: int) -> tuple[bool, str]:
-        deadline = time.monotonic() + _START_TIMEOUT
-        url = f"http://127.0.0.1:{port}/{ACCOUNT}?comp=list"
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                return False, f"exited with code {proc.returncode}"
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    return True, ""
-            except urllib.error.HTTPError:  # any HTTP answer (403 without credentials) means it is serving
-                return True, ""
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.05)
-        return False, f"no answer on port {port} within {_START_TIMEOUT:.0f} s"
-
-    @staticmethod
-    def _terminate(proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(_STOP_TIMEOUT)
-
     def stop(self) -> None:
         with self._lock:
             proc, self._proc = self._proc, None
@@ -219,7 +170,7 @@ class AzuriteFileStorage(FileStorage):
                 self._http.close()
                 self._http = None
             if proc is not None:
-                self._terminate(proc)
+                terminate(proc)
                 atexit.unregister(self.stop)
 
     @property

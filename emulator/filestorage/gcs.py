@@ -36,13 +36,9 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -52,6 +48,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from ..errors import ValidationError
 from .base import FileStorage
+from .process import http_answers, start_server, terminate
 
 BUCKET = "kbc-sapi-files"
 PROJECT = "kbc-emulator"
@@ -64,8 +61,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # emulator/filestorage/gcs.py -
 _SECRET_ENV = "KBC_GCS_EMULATOR_SECRET"
 _URL_TTL = 3600
 _ADMIN_TTL = 10 * 365 * 24 * 3600
-_START_TIMEOUT = 30.0
-_STOP_TIMEOUT = 10.0
 _IO_CHUNK = 1 * MB
 
 # Imports this module in a fresh interpreter without running emulator/__init__.py (which loads the whole emulator),
@@ -80,12 +75,6 @@ for name, sub in (("emulator", "emulator"), ("emulator.filestorage", "emulator/f
 from emulator.filestorage.gcs import serve
 serve(sys.argv[2:])
 """
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # tokens and signed URLs ----------------------------------------------------------------------------------------------
@@ -164,56 +153,27 @@ class GcsEmulatorFileStorage(FileStorage):
             proc_env = dict(os.environ)
             proc_env.pop("STORAGE_EMULATOR_HOST", None)
             proc_env.update({_SECRET_ENV: self._secret.hex(), "PYTHONUNBUFFERED": "1"})
-            last_error = "not started"
-            for _attempt in range(3):  # the free port may be taken between probing and binding
-                port = _free_port()
-                args = [str(REPO_ROOT), "--host", "127.0.0.1", "--port", str(port)]
-                args += ["--data-dir", str(data_dir), "--bucket", self.bucket]
-                with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
-                    proc = subprocess.Popen(
-                        [sys.executable, "-c", _LAUNCHER, *args],
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        env=proc_env,
-                        start_new_session=True,  # stopped by stop(), atexit or the parent watchdog, not by Ctrl-C
-                    )
-                ok, last_error = self._wait_ready(proc, port)
-                if ok:
-                    self._proc, self.port = proc, port
-                    break
-                self._terminate(proc)
-            else:
-                raise RuntimeError(f"GCS emulator did not start ({last_error}); see {self.log_path}")
+            self._proc, self.port = start_server(
+                "GCS emulator",
+                _LAUNCHER,
+                lambda port: [
+                    str(REPO_ROOT),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    str(data_dir),
+                    "--bucket",
+                    self.bucket,
+                ],
+                ready=lambda port: http_answers(f"http://127.0.0.1:{port}/"),
+                log_path=self.log_path,
+                env=proc_env,
+            )
             self.endpoint = f"http://127.0.0.1:{self.port}"
             self.env = {"STORAGE_EMULATOR_HOST": self.endpoint}
             atexit.register(self.stop)
-
-    @staticmethod
-    def _wait_ready(proc: subprocess.Popen, port: int) -> tuple[bool, str]:
-        deadline = time.monotonic() + _START_TIMEOUT
-        url = f"http://127.0.0.1:{port}/"
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                return False, f"exited with code {proc.returncode}"
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if resp.status == 200:
-                        return True, ""
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.05)
-        return False, f"no answer on port {port} within {_START_TIMEOUT:.0f} s"
-
-    @staticmethod
-    def _terminate(proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(_STOP_TIMEOUT)
 
     def stop(self) -> None:
         with self._lock:
@@ -222,7 +182,7 @@ class GcsEmulatorFileStorage(FileStorage):
                 self._client.close()
                 self._client = None
             if proc is not None:
-                self._terminate(proc)
+                terminate(proc)
                 atexit.unregister(self.stop)
 
     @property

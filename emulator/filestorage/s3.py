@@ -20,14 +20,9 @@ import base64
 import os
 import secrets
 import shutil
-import socket
 import string
 import subprocess
-import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,6 +33,7 @@ from botocore.exceptions import ClientError
 
 from ..errors import ValidationError
 from .base import FileStorage
+from .process import http_answers, start_server, terminate
 
 BUCKET = "kbc-sapi-files"
 REGION = "us-east-1"
@@ -45,8 +41,6 @@ MB = 2**20
 
 _CREDENTIALS_TTL = timedelta(hours=12)
 _URL_TTL_SECONDS = 3600
-_START_TIMEOUT = 30.0
-_STOP_TIMEOUT = 10.0
 _COPY_CHUNK = 4 * MB
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
@@ -68,12 +62,6 @@ DomainDispatcherApplication.infer_service_region_host = lambda self, environ, pa
 from moto.server import main
 main(sys.argv[1:])
 """
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _random_token(alphabet: str, length: int) -> str:
@@ -143,25 +131,14 @@ class S3FileStorage(FileStorage):
                     "PYTHONUNBUFFERED": "1",
                 }
             )
-            last_error = "not started"
-            for _attempt in range(3):  # the free port may be taken between probing and binding
-                port = _free_port()
-                with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
-                    proc = subprocess.Popen(
-                        [sys.executable, "-c", _LAUNCHER, "-H", "127.0.0.1", "-p", str(port)],
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        env=proc_env,
-                        start_new_session=True,  # stopped by stop(), atexit or the parent watchdog, not by Ctrl-C
-                    )
-                ok, last_error = self._wait_ready(proc, port)
-                if ok:
-                    self._proc, self.port = proc, port
-                    break
-                self._terminate(proc)
-            else:
-                raise RuntimeError(f"moto S3 server did not start ({last_error}); see {self.log_path}")
+            self._proc, self.port = start_server(
+                "moto S3 server",
+                _LAUNCHER,
+                lambda port: ["-H", "127.0.0.1", "-p", str(port)],
+                ready=lambda port: http_answers(f"http://127.0.0.1:{port}/"),
+                log_path=self.log_path,
+                env=proc_env,
+            )
             self.endpoint = f"http://127.0.0.1:{self.port}"
             self._client = self._make_client(v4=False)
             self._signer = self._make_client(v4=True)
@@ -174,38 +151,11 @@ class S3FileStorage(FileStorage):
             }
             atexit.register(self.stop)
 
-    @staticmethod
-    def _wait_ready(proc: subprocess.Popen, port: int) -> tuple[bool, str]:
-        deadline = time.monotonic() + _START_TIMEOUT
-        url = f"http://127.0.0.1:{port}/"
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an HTTP(S)_PROXY
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                return False, f"exited with code {proc.returncode}"
-            try:
-                with opener.open(url, timeout=2) as resp:
-                    if resp.status == 200:
-                        return True, ""
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.05)
-        return False, f"no answer on port {port} within {_START_TIMEOUT:.0f} s"
-
-    @staticmethod
-    def _terminate(proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(_STOP_TIMEOUT)
-
     def stop(self) -> None:
         with self._lock:
             proc, self._proc = self._proc, None
             if proc is not None:
-                self._terminate(proc)
+                terminate(proc)
                 atexit.unregister(self.stop)
             for client in (self._client, self._signer):
                 if client is not None:
