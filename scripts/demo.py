@@ -42,6 +42,7 @@ def run_component(name: str, parameters: dict, env: dict, state_from: Path | Non
         [sys.executable, "-u", "src/component.py"],
         cwd=REPO,
         env={**os.environ, **env, "KBC_DATADIR": str(data), "KBC_RUNID": f"demo-{name}"},
+        check=False,
     )
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed with exit code {proc.returncode}")
