@@ -34,7 +34,7 @@ lint: install
 	$(VENV)/bin/ruff format --check src emulator tests benchmarks
 
 test: install
-	$(PY) -m pytest -q -x --durations=15
+	$(PY) -m pytest -q -x -m "not slow" --durations=15
 
 demo: install
 	$(PY) scripts/demo.py
@@ -43,7 +43,8 @@ bench: install
 	$(PY) benchmarks/run.py
 
 reliability: install
-	$(PY) -m pytest -q -m slow tests/reliability
+	$(PY) -m pytest -q tests/reliability  # the full (slow) variants and the subset; RELIABILITY_RUNS=100
+	$(PY) -m pytest -q -m slow tests/e2e
 
 clean:
 	rm -rf $(VENV) $(TOOLS) node_modules .pytest_cache

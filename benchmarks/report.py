@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
 MB = 2**20
@@ -42,7 +43,8 @@ def write_report(res, out: Path) -> None:
         "",
         (
             "Every operation runs as its own process: the component as Keboola runs it (`src/component.py` with a "
-            "`config.json`), kbcstorage 2.0.0 (`tables.export_to_file` / `tables.create`, export + create for sync), "
+            f"`config.json`), kbcstorage {_version('kbcstorage')} (`tables.export_to_file` / `tables.create`, "
+            "export + create for sync), "
             "and the raw limit (minimal requests + boto3: the export job, slices read in parallel into nothing; the "
             "component's gzip bytes uploaded with `upload_file` + the create job; slices piped S3 to S3 + load job). "
             "Export jobs are served from the emulator's export cache (warmed while seeding, for both parameter sets), "
@@ -161,3 +163,10 @@ def write_report(res, out: Path) -> None:
     if NOTES_FILE.exists() and not s.quick:
         lines += [NOTES_FILE.read_text().strip(), ""]
     out.write_text("\n".join(lines))
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "(not installed)"

@@ -5,7 +5,8 @@
     BENCH_ROWS=1000000 BENCH_BIG_ROWS=0 make bench
 
 Knobs: BENCH_ROWS (comma list), BENCH_BIG_ROWS (0 = skip the memory-flatness table), BENCH_POLL (durations, s),
-BENCH_POLL_REPS, BENCH_OUT (report path, default BENCHMARKS.md), BENCH_TMP (scratch dir).
+BENCH_POLL_REPS, BENCH_OUT (report path, default BENCHMARKS.md), BENCH_TMP (scratch dir), BENCH_ONLY (comma list of
+export, import, sync, incremental, memory, polling; default all: a partial run for iterating on one operation).
 Every export/import/sync is a separate process (as Keboola runs the component); the parent measures wall time
 and peak RSS (wait4 ru_maxrss and psutil sampling of the process tree).
 """
@@ -53,6 +54,10 @@ class Settings:
     poll_reps: int
     sync_small: int
     out: Path
+    only: frozenset[str] = frozenset(("export", "import", "sync", "incremental", "memory", "polling"))
+
+    def wants(self, part: str) -> bool:
+        return part in self.only
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,6 +70,7 @@ class Settings:
             poll_reps=int(os.environ.get("BENCH_POLL_REPS", "2" if quick else "4")),
             sync_small=int(os.environ.get("BENCH_SYNC_SMALL", "20000" if quick else "100000")),
             out=Path(os.environ.get("BENCH_OUT", REPO / "BENCHMARKS.md")),
+            **({"only": frozenset(_env_list("BENCH_ONLY", "", str))} if os.environ.get("BENCH_ONLY") else {}),
         )
 
 
@@ -145,13 +151,17 @@ class Bench:
         return path
 
     # seeding ------------------------------------------------------------------------------------------------------
-    def seed(self, rows: int) -> str:
-        table_id = f"in.c-bench.t{rows}"
+    def generate(self, rows: int) -> Path:
         path = self.tmp / f"t{rows}.csv"
         started = time.perf_counter()
         write_csv(path, rows)
         log(f"generated {rows:,} rows ({path.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - started:.1f} s")
         self.csv[rows] = path
+        return path
+
+    def seed(self, rows: int) -> str:
+        table_id = f"in.c-bench.t{rows}"
+        path = self.generate(rows)
         started = time.perf_counter()
         self.emu.create_table(self.src.id, table_id, path, primary_key=PRIMARY_KEY)
         load = time.perf_counter() - started
@@ -366,25 +376,32 @@ def main() -> Results:
             res.facts["machine"] = f"{os.cpu_count()} CPUs, {_mem_gb():.0f} GB RAM, {platform.platform()}"
             res.facts["python"] = platform.python_version()
             sizes = sorted(set(settings.rows))
-            tables = {rows: bench.seed(rows) for rows in sizes}
-            for rows in sizes:
+            wants = settings.wants
+            needs_tables = any(wants(part) for part in ("export", "sync", "incremental", "memory"))
+            tables = {rows: bench.seed(rows) if needs_tables else None for rows in sizes}
+            if not needs_tables:
+                for rows in sizes:
+                    bench.generate(rows)
+            for rows in sizes if wants("export") else ():
                 bench.export(rows, tables[rows])
-            for rows in sizes:
+            for rows in sizes if wants("import") else ():
                 bench.import_(rows)
-            for rows in sizes:
+            for rows in sizes if wants("sync") else ():
                 bench.sync(rows, tables[rows])
-            small = settings.sync_small
-            if small not in tables:
-                tables[small] = bench.seed(small)
-            for rows in sorted({small, max(sizes)}):
-                bench.sync_incremental(rows, tables[rows])
-            if settings.big_rows:
+            if wants("incremental"):
+                small = settings.sync_small
+                if small not in tables:
+                    tables[small] = bench.seed(small)
+                for rows in sorted({small, max(sizes)}):
+                    bench.sync_incremental(rows, tables[rows])
+            if settings.big_rows and wants("memory"):
                 tables[settings.big_rows] = bench.seed(settings.big_rows)
                 ref = max(sizes)
                 bench.memory(ref, tables[ref])
                 bench.memory(settings.big_rows, tables[settings.big_rows])
-            log(f"polling: durations {settings.poll_durations}, {settings.poll_reps} jobs each")
-            res.poll = polling.measure(emu, bench.src, settings.poll_durations, settings.poll_reps)
+            if wants("polling"):
+                log(f"polling: durations {settings.poll_durations}, {settings.poll_reps} jobs each")
+                res.poll = polling.measure(emu, bench.src, settings.poll_durations, settings.poll_reps)
     finally:
         if not os.environ.get("BENCH_TMP"):
             shutil.rmtree(tmp, ignore_errors=True)

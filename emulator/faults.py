@@ -8,6 +8,11 @@ The HTTP layer calls ``FaultInjector.match(method, path)`` once per request and 
 - ``slow``: sleep ``fault.delay`` seconds, then handle the request normally;
 - ``job_error``: handle the request normally, the job it creates ends in error with ``fault.code``/``fault.message``.
 
+A ``status`` (5xx) or ``reset`` fault with ``late=True`` fires *after* the request was handled: the server acted
+(created the job, stored the file) but the client gets the error or a reset instead of the answer, as when a load
+balancer times out or a connection drops on the way back. Without it a fault never has a side effect, and a client
+that blindly replays non-idempotent POSTs would look correct.
+
 A ``FaultRule`` selects requests with an ``fnmatch`` glob on ``"METHOD /path"`` (``"POST /v2/storage/tables/*/import-async"``,
 ``"*"``) and fires either scripted (``after`` matching calls pass, then the next ``times`` fire) or at random
 (``probability`` per matching call, drawn from the injector's one seeded RNG). Rules are evaluated in the order they
@@ -32,6 +37,7 @@ from .errors import new_exception_id
 KINDS = ("status", "reset", "slow", "job_error")
 STATUSES = (500, 502, 503, 429)
 RANDOM_KINDS = ("500", "502", "503", "429", "reset")  # default kinds of FaultInjector.random
+LATE_KINDS = ("late-500", "late-502", "late-reset")  # random kinds whose request was handled before the fault
 DEFAULT_JOB_ERROR_CODE = "storage.jobs.error"
 
 _STATUS_ERRORS = {
@@ -65,6 +71,7 @@ class Fault:
     code: str | None = None  # job_error: job.error.code (default storage.jobs.error); status: body code
     message: str | None = None  # job_error: job.error.message; status: body error message
     maintenance: bool = False  # 503 with the maintenance body {"status": "maintenance", ...}
+    late: bool = False  # status (5xx) / reset: handle the request first, then lose the response
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -80,6 +87,10 @@ class Fault:
                 raise ValueError("A maintenance fault must have status 503")
         elif self.status is not None:
             raise ValueError(f'Fault kind "{self.kind}" takes no status')
+        if self.late and not (self.kind == "reset" or (self.kind == "status" and self.status >= 500)):
+            raise ValueError("Only reset and 5xx status faults can be late (the request is handled first)")
+        if self.late and self.kind == "status" and self.status in (503, 429):
+            raise ValueError("A late fault cannot be 503/429: those statuses say the request was not handled")
         retry_after = self.retry_after
         if retry_after is not None and (
             isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0
@@ -112,8 +123,9 @@ class Fault:
 
     @property
     def label(self) -> str:
-        """Short name for reports: "503", "reset", "slow", "job_error"."""
-        return str(self.status) if self.kind == "status" else self.kind
+        """Short name for reports: "503", "reset", "slow", "job_error", "late-502", "late-reset"."""
+        name = str(self.status) if self.kind == "status" else self.kind
+        return f"late-{name}" if self.late else name
 
     @classmethod
     def from_kind(cls, kind: str | int, **params) -> Fault:
@@ -174,6 +186,7 @@ class InjectedFault:
     kind: str
     status: int | None
     at: str  # ISO-8601 time
+    late: bool = False
 
 
 class FaultInjector:
@@ -219,14 +232,26 @@ class FaultInjector:
         code: str | None = None,
     ) -> FaultRule:
         """Fire on each matching request with probability ``rate``, a kind picked uniformly from ``kinds``
-        ("500", "502", "503", "429", "reset", "slow", "job_error")."""
+        ("500", "502", "503", "429", "reset", "slow", "job_error", and "late-500"/"late-502"/"late-reset":
+        the request is handled, then the response is lost)."""
         kinds = [kinds] if isinstance(kinds, str | int) else list(kinds)
         if not kinds:
             raise ValueError("random faults need at least one kind")
         choices = []
         for kind in kinds:
             name = str(kind)
-            if name.isdigit():
+            late = name.startswith("late-")
+            if late:
+                name = name.removeprefix("late-")
+                if name != "reset" and not (name.isdigit() and int(name) >= 500 and int(name) not in (503,)):
+                    raise ValueError(f'Random fault kind "{kind}": only late-5xx (not 503) and late-reset exist')
+            if late:
+                choices.append(
+                    Fault(kind="status", status=int(name), late=True)
+                    if name.isdigit()
+                    else Fault(kind="reset", late=True)
+                )
+            elif name.isdigit():
                 status = int(name)
                 choices.append(
                     Fault(kind="status", status=status, retry_after=retry_after if status in (503, 429) else None)
@@ -243,6 +268,12 @@ class FaultInjector:
                     '"reset", "slow" or "job_error"'
                 )
         return self.add(FaultRule(endpoint=endpoint, choices=tuple(choices), probability=rate))
+
+    def reseed(self, seed: int) -> None:
+        """Restart the random stream from ``seed`` (one seed per run of a campaign)."""
+        with self._lock:
+            self.seed = seed
+            self._rng = _random.Random(seed)
 
     def remove(self, rule: FaultRule) -> None:
         with self._lock:
@@ -299,6 +330,7 @@ class FaultInjector:
                     kind=chosen.kind,
                     status=chosen.status,
                     at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    late=chosen.late,
                 )
             )
             return chosen
@@ -315,7 +347,9 @@ class FaultInjector:
     def report(self) -> dict:
         """Summary for reports: seed, requests seen, counts by kind and by label (500/503/reset/...)."""
         with self._lock:
-            by_label = Counter(str(e.status) if e.kind == "status" else e.kind for e in self.log)
+            by_label = Counter(
+                ("late-" if e.late else "") + (str(e.status) if e.kind == "status" else e.kind) for e in self.log
+            )
             return {
                 "seed": self.seed,
                 "requests": self.requests,
@@ -368,7 +402,7 @@ class FaultInjector:
 
 
 _RULE_KEYS = {"endpoint", "times", "after", "probability"}
-_FAULT_KEYS = {"kind", "status", "retry_after", "delay", "code", "message", "maintenance"}
+_FAULT_KEYS = {"kind", "status", "retry_after", "delay", "code", "message", "maintenance", "late"}
 
 
 def _rule_from_dict(item) -> FaultRule:

@@ -6,6 +6,7 @@ For every request the application, in this order:
 2. asks the FaultInjector ``match(method, path)``: ``status`` answers that status with the fault's body and
    ``Retry-After``; ``reset`` aborts the TCP connection without a response (RST); ``slow`` sleeps, then handles the
    request normally; ``job_error`` handles it normally but the job it creates ends in error with the fault's code;
+   a ``late`` status/reset fault handles the request first and then answers the fault instead (lost response);
 3. routes the request (unknown route 404, wrong method 405, both with a JSON error body);
 4. authenticates the ``X-StorageApi-Token`` header;
 5. calls the handler. A ``StorageError`` becomes ``{"error", "code", "exceptionId"}`` with its status; any other
@@ -88,6 +89,12 @@ class StorageApiApp:
                 return json_response(err.body(), err.status, {"Retry-After": str(err.retry_after)})
             fault = self._match_fault(request.method, request.path)
             job_fault = None
+            if fault is not None and _get(fault, "late", False):
+                # the request takes effect, then its response is lost (5xx instead of the answer, or a reset)
+                self.dispatch(request, None)
+                if _get(fault, "kind") == "reset":
+                    self._reset(environ)
+                return self._fault_status_response(fault)
             if fault is not None:
                 kind = _get(fault, "kind")
                 if kind == "status":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Iterator
@@ -20,11 +21,12 @@ from state import StateStore
 from storage_api import RetryPolicy, StorageClient
 from storage_api.errors import StorageApiError
 from workflows import WORKFLOWS, RunContext
-from workflows.common import DEFAULT_METADATA_PROVIDER, storage_errors
+from workflows.common import DEFAULT_METADATA_PROVIDER, remove_path, storage_errors
 
 logger = logging.getLogger(__name__)
 NOISY_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "azure", "google")
 
+ACTIONS = ("testConnection", "listTables", "listBuckets")  # the sync actions below
 # sync actions must answer within 30 s
 ACTION_REQUEST_TIMEOUT = 10.0
 ACTION_RETRY = RetryPolicy(max_attempts=2, max_total=15.0, backoff_initial=0.5, backoff_max=2.0, retry_after_max=2.0)
@@ -32,14 +34,28 @@ ACTION_RETRY = RetryPolicy(max_attempts=2, max_total=15.0, backoff_initial=0.5, 
 
 class Component(ComponentBase):
     def __init__(self):
-        super().__init__()
+        try:
+            super().__init__()
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:  # the SDK trips over a malformed config.json
+            if not logging.getLogger().handlers:
+                logging.basicConfig(stream=sys.stderr, format="%(message)s")
+            install_log_redaction()
+            raise UserException(
+                f"The configuration (config.json) is malformed ({type(exc).__name__}): 'parameters' and 'storage' "
+                f"must be JSON objects and 'action' a string; fix the configuration."
+            ) from None
         install_log_redaction()
         keboola_config = self.configuration  # parsed from config.json on every access: read it once
         self.parameters = keboola_config.parameters if isinstance(keboola_config.parameters, dict) else {}
         if not self.parameters.get("debug"):
             for noisy in NOISY_LOGGERS:  # SDK chatter ("Found endpoint for s3 ...") is not for job events
                 logging.getLogger(noisy).setLevel(logging.WARNING)
-        is_action = (keboola_config.action or "run") != "run"
+        action = keboola_config.action or "run"
+        if action not in ("run", *ACTIONS):
+            raise UserException(
+                f'The action in config.json must be "run" or one of {", ".join(ACTIONS)}; fix the configuration.'
+            )
+        is_action = action != "run"
         self.config = Configuration.from_parameters(self.parameters, os.environ, for_action=is_action)
         self._clients: dict[str, StorageClient] = {}
 
@@ -50,7 +66,8 @@ class Component(ComponentBase):
             with storage_errors(f"the {self.config.mode}"):
                 workflow(self._run_context())
         finally:
-            self._close_clients()
+            self._close_clients()  # waits for transfer threads, so nothing writes into out/ after the sweep below
+            _remove_partial_outputs(Path(self.data_folder_path) / "out" / "tables")
 
     # sync actions -----------------------------------------------------------------------------------------------
     @sync_action("testConnection")
@@ -143,6 +160,23 @@ class Component(ComponentBase):
         self._clients.clear()
 
 
+def _remove_partial_outputs(tables_out: Path) -> None:
+    """Hidden ``.<name>.partial`` files and folders are this component's unfinished outputs: never left behind."""
+    if tables_out.is_dir():
+        for path in tables_out.glob(".*.partial"):
+            remove_path(path)
+
+
+class JobTerminated(BaseException):
+    """SIGTERM (how Keboola stops a job): unwinds the run like KeyboardInterrupt, so every ``finally`` cleans up
+    (partial outputs removed, clients closed) and nothing uncommitted reaches the state."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the cleanup
+    raise JobTerminated()
+
+
 @contextmanager
 def _action_errors(what: str) -> Iterator[None]:
     """Client failures in a sync action -> UserException ("<what>: <reason>")."""
@@ -224,10 +258,18 @@ def install_log_redaction() -> None:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         comp = Component()
         # this triggers the run method by default and is controlled by the configuration.action parameter
         comp.execute_action()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finished and committed: a late SIGTERM changes nothing
+    except JobTerminated:
+        logging.error(  # noqa: LOG015 - template entry point
+            "The job was stopped (SIGTERM) before it finished; tables it had not committed keep their previous "
+            "state and are copied by the next run."
+        )
+        sys.exit(143)
     except UserException as exc:
         logging.exception(exc)  # noqa: LOG015, TRY401 - template entry point; consoles omit the user-error trace
         sys.exit(1)

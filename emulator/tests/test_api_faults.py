@@ -71,3 +71,27 @@ def test_maintenance_fault_body(api, emu):
     assert resp.status_code == 503
     assert resp.headers["Retry-After"] == "5"
     assert resp.json()["status"] == "maintenance"
+
+
+def test_late_faults_apply_the_request_then_lose_the_response(api, emu):
+    """late-502 / late-reset: the server acted (the bucket exists) but the client saw an error or a reset."""
+    emu.faults.add("POST /v2/storage/buckets", kind="status", status=502, late=True, times=1)
+    resp = api.post("/buckets", json={"name": "late1", "stage": "in"})
+    assert resp.status_code == 502
+    assert api.get("/buckets/in.c-late1").status_code == 200
+    emu.faults.add("POST /v2/storage/buckets", kind="reset", late=True, times=1)
+    with pytest.raises(requests.ConnectionError):
+        requests.post(
+            api.url + "/v2/storage/buckets", json={"name": "late2", "stage": "in"}, headers=api.headers(), timeout=10
+        )
+    assert api.get("/buckets/in.c-late2").status_code == 200
+    labels = emu.faults.report()["by_label"]
+    assert labels.get("late-502", 0) >= 1 and labels.get("late-reset", 0) >= 1
+
+
+def test_late_fault_cannot_be_503_or_429():
+    from emulator.faults import Fault
+
+    for status in (503, 429):
+        with pytest.raises(ValueError, match="late"):
+            Fault(kind="status", status=status, late=True)

@@ -10,6 +10,9 @@ from .errors import StorageApiError
 logger = logging.getLogger(__name__)
 
 
+_MAX_CREATE_ATTEMPTS = 3  # an ambiguous failure is reconciled (does the bucket exist?) before each new attempt
+
+
 class Buckets:
     def __init__(self, http):
         self.http = http
@@ -34,16 +37,22 @@ class Buckets:
         """
         name = name.removeprefix("c-")
         body = {"name": name, "stage": stage}
-        try:
-            return self.http.post("buckets", body, idempotent=False)
-        except StorageApiError as exc:
-            if not exc.maybe_applied:
-                raise
-            existing = self._find(name, stage)
-            if existing is not None:
-                logger.warning("POST buckets failed (%s) but bucket %s exists; using it", exc.reason, existing["id"])
-                return existing
-            return self.http.post("buckets", body, idempotent=False)
+        for attempt in range(1, _MAX_CREATE_ATTEMPTS + 1):
+            try:
+                return self.http.post("buckets", body, idempotent=False)
+            except StorageApiError as exc:
+                if not exc.maybe_applied:
+                    raise
+                existing = self._find(name, stage)
+                if existing is not None:
+                    logger.warning(
+                        "POST buckets failed (%s) but bucket %s exists; using it", exc.reason, existing["id"]
+                    )
+                    return existing
+                if attempt == _MAX_CREATE_ATTEMPTS:
+                    raise
+                logger.warning("POST buckets failed (%s) and created no bucket; sending it again", exc.reason)
+        raise AssertionError("unreachable")
 
     def _find(self, name: str, stage: str) -> dict | None:
         for bucket in self.list():

@@ -12,8 +12,9 @@ import gzip
 import json
 import logging
 import os
+import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,13 @@ except ImportError:  # pragma: no cover
     _gzip_writer = gzip
 # Level 1: isal level 1 compresses as well as its default level 2 at about twice the speed (BENCHMARKS.md).
 GZIP_LEVEL = 1
+MB = 2**20
+# A plain CSV larger than this is uploaded as gzip slices of about this many CSV bytes each (~30 MB of gzip at the
+# usual 3:1): each slice is one PUT (below the multipart threshold), slices upload while the next one is compressed,
+# and the server decompresses and loads them in parallel. Smaller files go as one gzip file (fewer requests).
+SLICE_BYTES = int(os.environ.get("STORAGE_SYNC_IMPORT_SLICE_BYTES") or 96 * MB)
+SLICES_AHEAD = 2  # slices uploading or waiting while the next one is compressed (disk use ~3 slices)
+_READ_CHUNK = 4 * MB
 
 logger = logging.getLogger(__name__)
 
@@ -281,10 +289,11 @@ def import_table(
 
     progress = Progress(dest, "uploaded")
     with storage_errors("importing", dest):
-        file_id, size = _upload(client, table, progress)
+        file_id, size, headerless = _upload(client, table, progress)
+        logger.info("Table %s: uploaded %.2f MB in %.1f s.", dest, size / 2**20, progress.elapsed)
         if existing is None:
             logger.info("Table %s: creating it %s.", dest, pk_text(primary_key))
-            if table.headerless:
+            if headerless:
                 create_table_from_header(client, dest, columns, primary_key, tags=UPLOAD_TAGS)
                 job = client.tables.load(dest, file_id, incremental=False, columns=columns)
                 rows = result_rows(job)
@@ -295,15 +304,16 @@ def import_table(
             mode = "incremental" if settings.incremental else "full"
             logger.info("Table %s: %s load.", dest, mode)
             job = client.tables.load(
-                dest, file_id, incremental=settings.incremental, columns=columns if table.headerless else None
+                dest, file_id, incremental=settings.incremental, columns=columns if headerless else None
             )
             rows = result_rows(job)
     copy_metadata(client, dest, ctx.metadata_provider, table.metadata(), table.column_metadata(columns))
     logger.info(progress.summary(f"imported from {where},", rows, size))
 
 
-def _upload(client: Any, table: InputTable, progress: Progress) -> tuple[Any, int]:
-    """Upload the input table as one gzip file (or its slices as a sliced file); returns (file id, bytes)."""
+def _upload(client: Any, table: InputTable, progress: Progress) -> tuple[Any, int, bool]:
+    """Upload the input table as one gzip file, as gzip slices cut from a large plain CSV, or its slices as a sliced
+    file; returns (file id, bytes, whether the uploaded data is headerless and must be loaded with columns)."""
     name = table_name(table.stem) if table.stem else "table"
     if table.sliced:
         slices = table.slices()
@@ -312,12 +322,14 @@ def _upload(client: Any, table: InputTable, progress: Progress) -> tuple[Any, in
         size = sum(p.stat().st_size for p in slices)
         prepared = client.files.prepare(f"{name}.csv", size_bytes=size, sliced=True, tags=UPLOAD_TAGS)
         client.transfer.upload_slices(prepared, slices, progress)
-        return prepared["id"], size
+        return prepared["id"], size, True
     if is_gzip(table.path):
         size = table.path.stat().st_size
         prepared = client.files.prepare(f"{name}.csv.gz", size_bytes=size, tags=UPLOAD_TAGS)
         client.transfer.upload(prepared, table.path, progress)
-        return prepared["id"], size
+        return prepared["id"], size, table.headerless
+    if not table.headerless and table.path.stat().st_size > SLICE_BYTES:
+        return _upload_gzip_slices(client, table, name, progress)
     fd, tmp_name = tempfile.mkstemp(prefix="storage-sync-upload-", suffix=".csv.gz")
     os.close(fd)
     tmp = Path(tmp_name)
@@ -327,6 +339,93 @@ def _upload(client: Any, table: InputTable, progress: Progress) -> tuple[Any, in
         size = tmp.stat().st_size
         prepared = client.files.prepare(f"{name}.csv.gz", size_bytes=size, tags=UPLOAD_TAGS)
         client.transfer.upload(prepared, tmp, progress)
-        return prepared["id"], size
+        return prepared["id"], size, table.headerless
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _upload_gzip_slices(client: Any, table: InputTable, name: str, progress: Progress) -> tuple[Any, int, bool]:
+    """Cut a plain CSV with a header into headerless gzip slices while uploading the finished ones (one PUT each)."""
+    # sizeBytes is only informative; the gzip size is not known before the upload, so the CSV size is given
+    prepared = client.files.prepare(
+        f"{name}.csv.gz", size_bytes=table.path.stat().st_size, sliced=True, tags=UPLOAD_TAGS
+    )
+    tmp_dir = Path(tempfile.mkdtemp(prefix="storage-sync-slices-"))
+    try:
+        size = client.transfer.upload_slices_from(
+            prepared, gzip_slices(table.path, tmp_dir, SLICE_BYTES), progress, ahead=SLICES_AHEAD, remove=True
+        )
+        return prepared["id"], size, True
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _last_boundary(data: bytes, odd: bool) -> int:
+    """Index just after the last ``\n`` of ``data`` that is outside a quoted value, or -1; ``odd``: whether the
+    bytes before ``data`` (since the last record boundary) hold an odd number of quote characters."""
+    end = len(data)
+    quotes_after = 0  # quote characters in data[pos + 1:end] as the search moves left
+    total = data.count(b'"') + odd
+    while (pos := data.rfind(b"\n", 0, end)) >= 0:
+        quotes_after += data.count(b'"', pos + 1, end)
+        if (total - quotes_after) % 2 == 0:
+            return pos + 1
+        end = pos
+    return -1
+
+
+def _first_boundary(data: bytes) -> int:
+    """Index just after the first ``\n`` of ``data`` outside a quoted value (the end of the header), or -1."""
+    start = 0
+    quotes = 0
+    while (pos := data.find(b"\n", start)) >= 0:
+        quotes += data.count(b'"', start, pos)
+        if quotes % 2 == 0:
+            return pos + 1
+        start = pos + 1
+    return -1
+
+
+def gzip_slices(path: Path, out_dir: Path, slice_bytes: int, chunk: int = _READ_CHUNK) -> Iterator[Path]:
+    """Yield gzip files of the CSV's records without the header, each cut after a record once it holds about
+    ``slice_bytes`` CSV bytes (a quote-aware cut: a newline inside a quoted value is not a record end). The CSV
+    is read in ``chunk``-sized pieces, so memory does not grow with the file. Always yields at least one file."""
+    with path.open("rb") as src:
+        head = b""
+        while (cut := _first_boundary(head)) < 0:
+            data = src.read(chunk)
+            if not data:
+                cut = len(head)  # a header with no record after it
+                break
+            head += data
+        pending = head[cut:]
+        del head
+        index = 0
+        while True:
+            target = out_dir / f"part_{index:05d}.csv.gz"
+            written = 0
+            odd = False
+            with _gzip_writer.open(target, "wb", compresslevel=GZIP_LEVEL) as out:
+                while True:
+                    data = pending or src.read(chunk)
+                    pending = b""
+                    if not data:
+                        break
+                    if written + len(data) >= slice_bytes and (cut := _last_boundary(data, odd)) > 0:
+                        out.write(data[:cut])
+                        written += cut
+                        pending = data[cut:]
+                        break
+                    out.write(data)
+                    written += len(data)
+                    odd ^= bool(data.count(b'"') & 1)
+            if written or index == 0:
+                yield target
+            else:
+                target.unlink(missing_ok=True)
+            if not pending:
+                # either the input ended, or the slice ended exactly at a chunk end: look ahead once
+                pending = src.read(chunk)
+                if not pending:
+                    return
+            index += 1

@@ -132,6 +132,9 @@ def sync_table(ctx: RunContext, source: Any, destination: Any, buckets: BucketEn
             tags=COPY_TAGS,
         )
         destination.transfer.copy(source_file, prepared, progress)
+        logger.info(
+            "Table %s: copied %.2f MB of slices in %.1f s.", plan.source_id, progress.bytes / 2**20, progress.elapsed
+        )
         load_columns = columns if sliced else None
         if existing is None:
             logger.info("Table %s: creating it %s.", dest_id, pk_text(pk))

@@ -96,6 +96,7 @@ class DataDir:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,
         )
         run = Run(proc.returncode, proc.stdout, proc.stderr, self.root)
         self.assert_no_secrets(run)

@@ -220,7 +220,7 @@ class AzureWriter(FileWriter):
                 progress_hook=_progress_hook(progress),
             )
 
-    def upload_stream(self, stream: BinaryIO, name: str | None, progress: Progress) -> None:
+    def upload_stream(self, stream: BinaryIO, name: str | None, progress: Progress, size: int | None = None) -> None:
         # unknown length: block uploads read block_size at a time, max_concurrency blocks in flight
         self._blob(name).upload_blob(
             stream,

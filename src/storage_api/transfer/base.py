@@ -16,8 +16,9 @@ import logging
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Self
@@ -61,6 +62,10 @@ class FileReader(ABC):
     def open(self, part: Slice) -> BinaryIO:
         """A streaming, readable binary stream of the slice; the caller closes it."""
 
+    def open_sized(self, part: Slice) -> tuple[BinaryIO, int | None]:
+        """``open`` plus the slice's length in bytes when known (adapters learn it from the GET response)."""
+        return self.open(part), part.size
+
     def download(self, part: Slice, dest: Path, progress: Progress) -> None:
         """Stream the slice to ``dest`` (adapters may override with the SDK's parallel downloader)."""
         with self.open(part) as stream, open(dest, "wb") as out:
@@ -82,8 +87,9 @@ class FileWriter(ABC):
         """Upload a local file as slice ``name``, or as the file itself when ``name`` is None."""
 
     @abstractmethod
-    def upload_stream(self, stream: BinaryIO, name: str | None, progress: Progress) -> None:
-        """Upload from a readable (not necessarily seekable) stream, with bounded memory."""
+    def upload_stream(self, stream: BinaryIO, name: str | None, progress: Progress, size: int | None = None) -> None:
+        """Upload from a readable (not necessarily seekable) stream, with bounded memory; ``size``, when known, is
+        the exact number of bytes the stream holds (lets an adapter send it as one streamed request)."""
 
     @abstractmethod
     def write_manifest(self, names: list[str]) -> None:
@@ -191,6 +197,59 @@ class TransferManager:
         )
         self._write_manifest(writer, prepared, names)
 
+    def upload_slices_from(
+        self,
+        prepared: dict,
+        paths: Iterable[Path],
+        progress: Progress | None = None,
+        *,
+        ahead: int = 2,
+        remove: bool = False,
+    ) -> int:
+        """Upload slices while ``paths`` is still producing them (e.g. compressing the next one), then the manifest.
+
+        At most ``ahead`` slices are uploading or waiting at a time: the producer blocks until one finishes, so
+        disk (and memory) stay bounded. With ``remove`` each slice file is deleted once uploaded. Slice names are
+        the file names, in the order produced. Returns the bytes of all slices."""
+        writer = self._adapter(prepared).writer(prepared)
+        self._require_sliced(writer, prepared)
+        report = _serialized(progress)
+        names: list[str] = []
+        total = 0
+        in_flight: deque[Future] = deque()
+
+        def upload_one(path: Path) -> None:
+            self._task(
+                f"Uploading slice {path.name} to file {prepared.get('id')}",
+                lambda sink: writer.upload(path, path.name, sink),
+                writer.is_transient,
+                report,
+            )()
+            if remove:
+                path.unlink(missing_ok=True)
+
+        def settle(block_until: int) -> None:
+            while len(in_flight) > block_until:
+                in_flight.popleft().result()  # the oldest first; raises its failure
+
+        try:
+            for path in paths:
+                path = Path(path)
+                if path.name in names:
+                    raise TransferError(f"Slices for file {prepared.get('id')} must have distinct file names.")
+                names.append(path.name)
+                total += path.stat().st_size
+                in_flight.append(self._pool.submit(upload_one, path))
+                settle(max(1, ahead) - 1)
+            settle(0)
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            wait(in_flight)
+            raise
+        self._write_manifest(writer, prepared, names)
+        return total
+
     def copy(self, source_file: dict, prepared: dict, progress: Progress | None = None) -> None:
         """Stream every slice of a stored file into a prepared sliced file (no decompression), then the manifest."""
         reader = self._adapter(source_file).reader(source_file)
@@ -204,8 +263,9 @@ class TransferManager:
         names = [part.local_name(i) for i, part in enumerate(parts)]
 
         def copy_one(part: Slice, name: str, sink: Progress) -> None:
-            with reader.open(part) as stream:
-                writer.upload_stream(stream, name if writer.sliced else None, sink)
+            stream, size = reader.open_sized(part)
+            with stream:
+                writer.upload_stream(stream, name if writer.sliced else None, sink, size=size)
 
         report = _serialized(progress)
         self._run_parallel(

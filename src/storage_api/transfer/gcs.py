@@ -314,7 +314,7 @@ class GcsWriter(FileWriter):
                 retry=DEFAULT_RETRY,
             )
 
-    def upload_stream(self, stream: BinaryIO, name: str | None, progress: Progress) -> None:
+    def upload_stream(self, stream: BinaryIO, name: str | None, progress: Progress, size: int | None = None) -> None:
         # unknown length: a resumable upload buffering one chunk_size chunk at a time
         with self._blob(name).open(
             "wb", chunk_size=self.chunk_size, ignore_flush=True, content_type="application/octet-stream"

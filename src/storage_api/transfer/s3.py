@@ -2,12 +2,14 @@
 
 The S3 client is built from the federated credentials of the file and its region, with no endpoint argument:
 boto3 reads the standard ``AWS_ENDPOINT_URL_S3`` variable, which is how tests and the emulator reach a local S3.
-Memory stays bounded: downloads stream to disk, file uploads read parts from disk, and stream uploads (copies)
-hold at most ``max_in_memory_upload_chunks`` parts of ``multipart_chunksize`` bytes per slice.
+Memory stays bounded: downloads stream to disk, file uploads read parts from disk, stream uploads (copies) of a
+known length are one streamed PUT (no buffering), and those of unknown length hold at most
+``max_in_memory_upload_chunks`` parts of ``multipart_chunksize`` bytes per slice.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 from contextlib import closing
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import requests
+import urllib3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (
@@ -25,6 +28,7 @@ from botocore.exceptions import (
     HTTPClientError,
     IncompleteReadError,
     ResponseStreamingError,
+    UnseekableStreamError,
 )
 
 from ..errors import TransferError
@@ -60,6 +64,19 @@ CLIENT_CONFIG = Config(
     connect_timeout=30,
     read_timeout=300,
 )
+
+# Streamed PUTs of a copy (S3 -> S3 slices): the body is the source GET stream, which cannot be rewound, so the
+# payload is not hashed (UNSIGNED-PAYLOAD; S3 accepts it, TLS protects it), no checksum is computed up front, and
+# botocore does not retry (it would have to rewind): the transfer manager retries the slice from a fresh GET.
+STREAM_PUT_CLIENT_CONFIG = CLIENT_CONFIG.merge(
+    Config(
+        retries={"max_attempts": 1, "mode": "standard"},
+        request_checksum_calculation="when_required",
+        s3={"payload_signing_enabled": False},
+    )
+)
+# A stream of known length up to this size is one PUT (S3's single-PUT limit is 5 GiB); larger ones go multipart.
+STREAM_PUT_LIMIT = 4 * 2**30
 
 
 _session: boto3.session.Session | None = None
@@ -99,10 +116,24 @@ def is_transient(exc: BaseException) -> bool:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
             return status >= 500 or exc.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
         if isinstance(
-            exc, (HTTPClientError, ConnectionClosedError, IncompleteReadError, ResponseStreamingError, ConnectionError)
+            exc,
+            (
+                HTTPClientError,
+                ConnectionClosedError,
+                IncompleteReadError,
+                ResponseStreamingError,
+                ConnectionError,
+                # botocore cannot rewind a streamed PUT body to retry it: the slice is restarted from a new stream
+                UnseekableStreamError,
+            ),
         ):
             return True
         if isinstance(exc, (TimeoutError, requests.ConnectionError, requests.Timeout)):
+            return True
+        # a connection broken mid-body surfaces unwrapped when the stream is read below botocore's StreamingBody
+        if isinstance(
+            exc, (urllib3.exceptions.ProtocolError, urllib3.exceptions.TimeoutError, http.client.IncompleteRead)
+        ):
             return True
         if type(exc).__name__ == "RetriesExceededError":  # s3transfer gave up on a streaming read
             return True
@@ -151,8 +182,12 @@ class S3Reader(FileReader):
         return response.json()
 
     def open(self, part: Slice) -> BinaryIO:
+        return self.open_sized(part)[0]
+
+    def open_sized(self, part: Slice) -> tuple[BinaryIO, int | None]:
         bucket, key = parse_s3_url(part.url)
-        return self.client.get_object(Bucket=bucket, Key=key)["Body"]  # botocore StreamingBody: read(n), close()
+        response = self.client.get_object(Bucket=bucket, Key=key)
+        return response["Body"], response.get("ContentLength")  # botocore StreamingBody: read(n), close()
 
     def download(self, part: Slice, dest: Path, progress: Progress) -> None:
         bucket, key = parse_s3_url(part.url)
@@ -186,6 +221,9 @@ class S3Writer(FileWriter):
         self.file_config = file_config
         self.stream_config = stream_config
         self.client = s3_client(params["credentials"], prepared.get("region") or params.get("region"))
+        self._put_client = None
+        self._params = params
+        self._region = prepared.get("region") or params.get("region")
 
     def upload(self, path: Path, name: str | None, progress: Progress) -> None:
         self.client.upload_file(
@@ -197,7 +235,19 @@ class S3Writer(FileWriter):
             Config=self.file_config,
         )
 
-    def upload_stream(self, stream: BinaryIO, name: str | None, progress: Progress) -> None:
+    def upload_stream(self, stream: BinaryIO, name: str | None, progress: Progress, size: int | None = None) -> None:
+        if size is not None and size <= STREAM_PUT_LIMIT:
+            # one PUT streaming the source (memory: the socket buffers); multipart would buffer whole parts
+            if self._put_client is None:
+                self._put_client = s3_client(self._params["credentials"], self._region, STREAM_PUT_CLIENT_CONFIG)
+            self._put_client.put_object(
+                Bucket=self.bucket,
+                Key=self.key + (name or ""),
+                Body=_CountingReader(stream, progress),
+                ContentLength=size,
+                **self.extra_args,
+            )
+            return
         self.client.upload_fileobj(
             stream,
             self.bucket,
@@ -219,6 +269,20 @@ class S3Writer(FileWriter):
 
     def is_transient(self, exc: BaseException) -> bool:
         return is_transient(exc)
+
+
+class _CountingReader:
+    """A non-seekable reader over a stream that reports the bytes read as progress (for a streamed PUT body)."""
+
+    def __init__(self, stream: BinaryIO, progress: Progress):
+        self._stream = stream
+        self._progress = progress
+
+    def read(self, amount: int = -1) -> bytes:
+        data = self._stream.read(amount if amount is not None and amount >= 0 else None)
+        if data:
+            self._progress(len(data))
+        return data
 
 
 class S3Adapter(StorageAdapter):
