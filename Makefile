@@ -43,7 +43,7 @@ bench: install
 	$(PY) benchmarks/run.py
 
 reliability: install
-	$(PY) -m pytest -q tests/reliability  # the full (slow) variants and the subset; RELIABILITY_RUNS=100
+	$(PY) -m pytest -q --timeout=3600 tests/reliability  # the full (slow) variants and the subset; RELIABILITY_RUNS=100
 	$(PY) -m pytest -q -m slow tests/e2e
 
 clean:
