@@ -54,11 +54,15 @@ def _watch():
         time.sleep(1)
     os._exit(0)
 threading.Thread(target=_watch, daemon=True).start()
+from moto.core.responses import BaseResponse
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
-# This server serves S3 only. moto guesses the service from the Authorization header, and a SigV2 signature
-# that happens to contain four "/" breaks the guess (a 500 on about 1 request in 1,400).
-_host = "s3." + os.environ.get("AWS_DEFAULT_REGION", "us-east-1") + ".amazonaws.com"
+# This server serves S3 in one region only. moto guesses the service and the region by parsing the Authorization
+# header as SigV4; the emulator signs with SigV2, whose base64 signature sometimes looks enough like SigV4 ("/",
+# "AWS4") to break the guess with a 500. Both answers are fixed here instead.
+_region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+_host = "s3." + _region + ".amazonaws.com"
 DomainDispatcherApplication.infer_service_region_host = lambda self, environ, path: _host
+BaseResponse.get_region_from_url = lambda self, request, full_url: _region
 from moto.server import main
 main(sys.argv[1:])
 """
