@@ -13,19 +13,6 @@ _names = itertools.count(1)
 PROVIDERS = os.environ.get("E2E_PROVIDERS", "aws,azure,gcp").split(",")
 
 
-def pytest_collection_modifyitems(config, items):
-    """Modules marked PROVIDER_INDEPENDENT (bad input, sync actions: nothing reaches file storage) run on one
-    provider only, which keeps `make test` within its time budget."""
-    keep, drop = [], []
-    for item in items:
-        independent = getattr(item.module, "PROVIDER_INDEPENDENT", False)
-        provider = getattr(getattr(item, "callspec", None), "params", {}).get("emulator")
-        (drop if independent and provider not in (None, PROVIDERS[0]) else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
-
-
 @pytest.fixture(scope="session", params=PROVIDERS)
 def emulator(request, tmp_path_factory):
     with Emulator(provider=request.param, workdir=tmp_path_factory.mktemp(f"emulator-{request.param}")) as emu:

@@ -2,9 +2,6 @@
 
 import pytest
 
-# Nothing here reaches file storage: run on one provider (see conftest.py).
-PROVIDER_INDEPENDENT = True
-
 
 def _assert_user_error(run, *needles):
     assert run.returncode == 1, run.output

@@ -2,9 +2,6 @@
 
 import json
 
-# Nothing here reaches file storage: run on one provider (see conftest.py).
-PROVIDER_INDEPENDENT = True
-
 
 def test_test_connection(emulator, source, destination, data_dir, env):
     params = {
