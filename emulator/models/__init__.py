@@ -1,0 +1,65 @@
+"""The rules and the data of the emulated Storage API, one module per resource (after moto's ``models.py``).
+
+No HTTP here. Handlers pass already-decoded parameters (dicts, lists, strings) and a token; every method checks
+the token's permissions first and raises the typed errors of ``errors.py``. Table data lives in the DuckDB
+``TableEngine``; file contents in the ``FileStorage`` (S3 via moto). Work that the real API does in a storage job
+(create, import, export, primary key changes, row deletes) runs on the ``JobRunner``.
+
+Shapes follow the Storage API contract (APIB examples): ids of tokens are strings, job/file ids integers,
+timestamps ``2017-02-13T16:41:18+0100``. PHP serialises an empty associative array as ``[]``: the emulator
+does the same for ``bucketPermissions`` and ``columnMetadata``.
+
+- ``entities.py``: the dataclasses (Token, Project, Bucket, Table, StoredFile, TableQuery)
+- ``parsing.py``: request parameter parsing, name sanitising, timestamps
+- ``core.py``: state, id sequences, engine / file storage / job runner
+- ``tokens.py``, ``buckets.py``, ``tables.py``, ``loads.py`` (create table, import), ``table_ops.py`` (primary
+  key, rows delete), ``exports.py`` (export, preview), ``metadata.py``, ``files.py``, ``job_records.py``,
+  ``seeding.py`` (Python API): the rules, each a mixin of ``StorageBackend``
+"""
+
+from __future__ import annotations
+
+from ..errors import StorageError
+from .buckets import BucketsMixin
+from .core import BackendCore
+from .entities import Bucket, Project, StoredFile, Table, TableQuery, Token
+from .exports import JSON_VALUE_LIMIT, ExportsMixin
+from .files import FilesMixin
+from .job_records import JobRecordsMixin
+from .loads import LoadsMixin
+from .metadata import MetadataMixin
+from .parsing import fmt_time
+from .seeding import SeedingMixin
+from .table_ops import TableOpsMixin
+from .tables import TablesMixin
+from .tokens import TokensMixin
+
+
+class StorageBackend(
+    TokensMixin,
+    BucketsMixin,
+    TablesMixin,
+    LoadsMixin,
+    TableOpsMixin,
+    ExportsMixin,
+    MetadataMixin,
+    FilesMixin,
+    SeedingMixin,
+    JobRecordsMixin,
+    BackendCore,
+):
+    """Projects, tokens, buckets, tables, files and jobs of the emulated Storage API."""
+
+
+__all__ = [
+    "JSON_VALUE_LIMIT",
+    "Bucket",
+    "Project",
+    "StorageBackend",
+    "StorageError",
+    "StoredFile",
+    "Table",
+    "TableQuery",
+    "Token",
+    "fmt_time",
+]

@@ -1,0 +1,130 @@
+"""The data of the emulated Storage API: projects, tokens, buckets, tables, files and the normalised table query."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..engine import OrderBy, WhereFilter
+
+
+@dataclass
+class Token:
+    id: int
+    project_id: int
+    secret: str
+    description: str
+    is_master: bool
+    can_manage_buckets: bool
+    can_manage_tokens: bool
+    can_read_all_file_uploads: bool
+    bucket_permissions: dict[str, str]
+    created: datetime
+    creator: dict | None = None
+    revoked: bool = False
+
+    def ref(self) -> dict:
+        return {"id": self.id, "description": self.description}
+
+
+@dataclass
+class Project:
+    id: int
+    name: str
+    created: datetime
+    buckets: dict[str, Bucket] = field(default_factory=dict)
+    files: dict[int, StoredFile] = field(default_factory=dict)
+    export_cache: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass
+class Bucket:
+    id: str
+    project_id: int
+    stage: str
+    name: str
+    display_name: str
+    description: str
+    created: datetime
+    last_change_date: datetime | None = None
+    tables: dict[str, Table] = field(default_factory=dict)
+
+
+@dataclass
+class Table:
+    id: str
+    project_id: int
+    bucket_id: str
+    name: str
+    display_name: str
+    handle: str
+    columns: list[str]
+    primary_key: list[str]
+    created: datetime
+    last_import_date: datetime | None = None
+    last_change_date: datetime | None = None
+    rows_count: int = 0
+    data_size_bytes: int = 0
+    data_version: int = 0
+    metadata: list[dict] = field(default_factory=list)
+    column_metadata: dict[str, list[dict]] = field(default_factory=dict)
+
+
+@dataclass
+class StoredFile:
+    id: int
+    project_id: int
+    name: str
+    key: str
+    created: datetime
+    is_sliced: bool
+    is_encrypted: bool
+    is_permanent: bool
+    is_public: bool
+    tags: list[str]
+    max_age_days: int | None
+    run_id: str | None
+    run_ids: list[str]
+    creator_token: dict
+    creator_token_id: int
+    declared_size: int | None = None
+    size_bytes: int | None = None  # known size (exports)
+    file_type: str | None = None
+    content_type: str = "application/octet-stream"
+    deleted: bool = False
+
+
+@dataclass
+class TableQuery:
+    """Normalised filters of export-async / data-preview / rows delete."""
+
+    columns: list[str] | None = None
+    changed_since: datetime | None = None
+    changed_until: datetime | None = None
+    where_filters: list[WhereFilter] = field(default_factory=list)
+    order_by: list[OrderBy] = field(default_factory=list)
+    limit: int | None = None
+    format: str = "rfc"
+    gzip: bool = False
+
+    def cache_key(self) -> str:
+        return json.dumps(
+            {
+                "columns": self.columns,
+                "changedSince": self.changed_since.isoformat() if self.changed_since else None,
+                "changedUntil": self.changed_until.isoformat() if self.changed_until else None,
+                "whereFilters": [[f.column, f.operator, list(f.values)] for f in self.where_filters],
+                "orderBy": [[o.column, o.order] for o in self.order_by],
+                "limit": self.limit,
+                "format": self.format,
+                "gzip": self.gzip,
+            },
+            sort_keys=True,
+        )
+
+    def referenced_columns(self) -> list[str]:
+        cols = list(self.columns or [])
+        cols += [f.column for f in self.where_filters]
+        cols += [o.column for o in self.order_by]
+        return cols

@@ -1,0 +1,150 @@
+"""Tables: lookup with permission checks, detail and list shapes, delete, table name and column checks."""
+
+from __future__ import annotations
+
+from ..errors import BucketNotFound, TableNotFound, ValidationError
+from .entities import Bucket, Table, Token
+from .parsing import _NAME_RE, fmt_time, parse_bool, php_map, utcnow
+
+_MAX_TABLE_NAME_LENGTH = 96
+
+
+class TablesMixin:
+    def _table(self, token: Token, table_id: str, level: str = "read") -> Table:
+        bucket_id, _, name = str(table_id).rpartition(".")
+        if not bucket_id or not name:
+            raise TableNotFound(str(table_id))
+        self._require(token, bucket_id, level)
+        bucket = self.projects[token.project_id].buckets.get(bucket_id)
+        if bucket is None:
+            raise BucketNotFound(bucket_id)
+        table = bucket.tables.get(name)
+        if table is None:
+            raise TableNotFound(table_id)
+        return table
+
+    def _live_table(self, table: Table) -> Table:
+        with self.lock:
+            bucket = self.projects[table.project_id].buckets.get(table.bucket_id)
+            if bucket is None or bucket.tables.get(table.name) is not table:
+                raise TableNotFound(table.id)
+            return table
+
+    def table_json(self, table: Table, *, include: set[str] | None = None, detail: bool = False) -> dict:
+        include = {"columns", "metadata", "columnMetadata", "bucket"} if detail else (include or set())
+        data = {
+            "uri": f"{self.base_url}/v2/storage/tables/{table.id}",
+            "id": table.id,
+            "name": table.name,
+            "displayName": table.display_name,
+            "transactional": False,
+            "primaryKey": list(table.primary_key),
+            "indexType": None,
+            "indexKey": [],
+            "distributionType": None,
+            "distributionKey": [],
+            "syntheticPrimaryKeyEnabled": False,
+            "created": fmt_time(table.created),
+            "lastImportDate": fmt_time(table.last_import_date),
+            "lastChangeDate": fmt_time(table.last_change_date),
+            "rowsCount": table.rows_count,
+            "dataSizeBytes": table.data_size_bytes,
+            "isAlias": False,
+            "isAliasable": True,
+            "isTyped": False,
+            "tableType": "table",
+            "timestampType": "MANAGED",
+        }
+        if "columns" in include:
+            data["columns"] = list(table.columns)
+        if "metadata" in include:
+            data["metadata"] = [dict(m) for m in table.metadata]
+        if "columnMetadata" in include:
+            data["columnMetadata"] = php_map(
+                {col: [dict(m) for m in items] for col, items in table.column_metadata.items() if items}
+            )
+        if "bucket" in include:
+            bucket = self.projects[table.project_id].buckets.get(table.bucket_id)
+            if bucket is not None:
+                data["bucket"] = self.bucket_json(bucket, metadata=detail)
+        return data
+
+    @staticmethod
+    def _list_include(include: str | None) -> set[str]:
+        if include is None:
+            return {"bucket", "metadata"}
+        names = {part.strip() for part in include.split(",") if part.strip()}
+        result = set()
+        for name in names:
+            if name in ("buckets", "bucket"):
+                result.add("bucket")
+            elif name in ("columns", "metadata", "columnMetadata"):
+                result.add(name)
+        return result
+
+    def list_tables(self, token: Token, include: str | None = None, bucket_id: str | None = None) -> list[dict]:
+        inc = self._list_include(include)
+        with self.lock:
+            project = self.projects[token.project_id]
+            if bucket_id is not None:
+                buckets = [self._bucket(token, bucket_id)]
+            else:
+                buckets = [b for b in sorted(project.buckets.values(), key=lambda b: b.id) if self._level(token, b.id)]
+            return [self.table_json(t, include=inc) for b in buckets for t in sorted(b.tables.values(), key=_by_id)]
+
+    def get_table(self, token: Token, table_id: str) -> dict:
+        with self.lock:
+            return self.table_json(self._table(token, table_id), detail=True)
+
+    def delete_table(self, token: Token, table_id: str, params: dict, *, run_id=None, fault=None):
+        is_async = parse_bool(params.get("async"), "async")
+        with self.lock:
+            table = self._table(token, table_id, "write")
+        if not is_async:
+            self._drop_table(table)
+            return None
+        job = self._new_job(token, "tableDrop", table.id, {"force": bool(params.get("force"))}, run_id, fault)
+        return self._submit(job, lambda _job: self._drop_table(table), key=table.id)
+
+    def _drop_table(self, table: Table) -> None:
+        with self.lock:
+            bucket = self.projects[table.project_id].buckets.get(table.bucket_id)
+            if bucket is None or bucket.tables.get(table.name) is not table:
+                raise TableNotFound(table.id)
+            del bucket.tables[table.name]
+            bucket.last_change_date = utcnow()
+            project = self.projects[table.project_id]
+            for key in [k for k in project.export_cache if k[0] == table.id]:
+                del project.export_cache[key]
+        self.engine.drop(table.handle)
+
+    @staticmethod
+    def _validate_table_name(name: str) -> None:
+        if "." in name or not _NAME_RE.match(name) or len(name) > _MAX_TABLE_NAME_LENGTH:
+            raise ValidationError(
+                f'Invalid table name "{name}". Only alphanumeric characters, dashes and underscores are allowed.',
+                code="storage.tables.validation",
+            )
+
+    @staticmethod
+    def _check_table_name_free(bucket: Bucket, name: str) -> None:
+        for other in bucket.tables.values():
+            if other.name == name or other.display_name == name:
+                raise ValidationError(
+                    f'The table "{other.name}" in the bucket already has the same display name "{name}".',
+                    code="storage.buckets.tableAlreadyExists",
+                )
+
+    @staticmethod
+    def _check_columns(table: Table, columns) -> None:
+        unknown = [c for c in columns if c not in table.columns]
+        if unknown:
+            raise ValidationError(
+                f'Columns {", ".join(unknown)} do not exist in the table "{table.id}". '
+                f"Table columns: {', '.join(table.columns)}.",
+                code="storage.tables.validation.columnNotExists",
+            )
+
+
+def _by_id(table: Table) -> str:
+    return table.id
