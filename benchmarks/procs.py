@@ -24,6 +24,11 @@ class Measured:
     peak_rss_mb: float
     returncode: int
     output: str = ""
+    server_s: float | None = None  # storage jobs of the run (the emulator's work): the same for every client
+
+    @property
+    def client_s(self) -> float | None:
+        return None if self.server_s is None else max(0.0, self.wall - self.server_s)
 
     def mb_s(self, num_bytes: int) -> float:
         return num_bytes / 2**20 / self.wall if self.wall > 0 else 0.0

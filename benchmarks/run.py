@@ -65,7 +65,7 @@ class Settings:
         return cls(
             quick=quick,
             rows=_env_list("BENCH_ROWS", "200000" if quick else "1000000,10000000"),
-            big_rows=int(os.environ.get("BENCH_BIG_ROWS", "0" if quick else "30000000")),
+            big_rows=int(os.environ.get("BENCH_BIG_ROWS", "0" if quick else "50000000")),
             poll_durations=_env_list("BENCH_POLL", "0.5,1" if quick else "0.5,1,2,3,4,8,20,60", float),
             poll_reps=int(os.environ.get("BENCH_POLL_REPS", "2" if quick else "4")),
             sync_small=int(os.environ.get("BENCH_SYNC_SMALL", "20000" if quick else "100000")),
@@ -80,7 +80,7 @@ class Results:
     emulator: list[tuple[str, float]] = field(default_factory=list)
     ops: dict[str, list[tuple[int, int, Measured, Measured | None, Measured | None]]] = field(default_factory=dict)
     sync_incremental: list[tuple[int, Measured]] = field(default_factory=list)
-    memory: list[tuple[int, int, Measured]] = field(default_factory=list)
+    memory: list[tuple[str, int, int, Measured]] = field(default_factory=list)  # mode, rows, CSV bytes, run
     poll: list[polling.PollRow] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)
 
@@ -125,11 +125,21 @@ class Bench:
 
     def run(self, label: str, argv: list[str], *, env: dict | None = None, cwd: Path | None = None) -> Measured:
         logfile = self.tmp / f"{label.replace(' ', '_').replace('/', '_')}.log"
+        last_job = max(self.emu.backend.jobs, default=0)
         measured = run_measured(label, argv, env={**self.env, **(env or {})}, cwd=cwd or REPO, log=logfile)
-        log(f"  {label}: {measured.wall:.2f} s, peak RSS {measured.peak_rss_mb:.0f} MB, rc {measured.returncode}")
+        measured.server_s = self.job_seconds(after=last_job)
+        log(
+            f"  {label}: {measured.wall:.2f} s (storage jobs {measured.server_s:.2f} s), "
+            f"peak RSS {measured.peak_rss_mb:.0f} MB, rc {measured.returncode}"
+        )
         if measured.returncode != 0:
             raise RuntimeError(f"{label} failed (rc {measured.returncode}):\n{measured.output}")
         return measured
+
+    def job_seconds(self, *, after: int) -> float:
+        """Time the storage jobs created after job ``after`` ran (the process runs its jobs one after another)."""
+        jobs = [job for job_id, job in list(self.emu.backend.jobs.items()) if job_id > after]
+        return sum((j.end_time - j.start_time).total_seconds() for j in jobs if j.start_time and j.end_time)
 
     def worker(self, label: str, kind: str, args: dict, cwd: Path | None = None) -> Measured:
         return self.run(label, [PY, str(WORKERS), kind, json.dumps(args)], cwd=cwd)
@@ -353,15 +363,41 @@ class Bench:
         self.results.sync_incremental.append((rows, measured))
 
     def memory(self, rows: int, table_id: str) -> None:
+        """The component alone in each mode, for the memory-flatness table (big_rows against the largest size)."""
         size = self.csv[rows].stat().st_size
-        data = self.scratch("memory-component")
-        measured = self.component(
+        data = self.scratch("memory-export")
+        export = self.component(
             f"export {rows} component (memory)",
             data,
             {"mode": "export", "source": self.conn(self.src), "tables": [{"source": table_id}]},
         )
         shutil.rmtree(data)
-        self.results.memory.append((rows, size, measured))
+        self.results.memory.append(("export", rows, size, export))
+
+        data = self.scratch("memory-import")
+        (data / "in" / "tables").mkdir(parents=True)
+        os.link(self.csv[rows], data / "in" / "tables" / "bench.csv")
+        dest = f"in.c-imp.mem{rows}"
+        imported = self.component(
+            f"import {rows} component (memory)",
+            data,
+            {
+                "mode": "import",
+                "destination": self.conn(self.dst),
+                "tables": [{"source": "bench.csv", "destination": dest, "primaryKey": PRIMARY_KEY}],
+            },
+            storage={"input": {"tables": [{"source": "in.c-x.bench", "destination": "bench.csv"}]}},
+        )
+        shutil.rmtree(data)
+        self.drop(self.dst, dest)
+        self.results.memory.append(("import", rows, size, imported))
+
+        data = self.scratch("memory-sync")
+        dest = f"in.c-sync.mem{rows}"
+        synced = self.component(f"sync {rows} component (memory)", data, self._sync_params(table_id, dest))
+        shutil.rmtree(data)
+        self.drop(self.dst, dest)
+        self.results.memory.append(("sync", rows, size, synced))
 
 
 def main() -> Results:
@@ -396,9 +432,7 @@ def main() -> Results:
                     bench.sync_incremental(rows, tables[rows])
             if settings.big_rows and wants("memory"):
                 tables[settings.big_rows] = bench.seed(settings.big_rows)
-                ref = max(sizes)
-                bench.memory(ref, tables[ref])
-                bench.memory(settings.big_rows, tables[settings.big_rows])
+                bench.memory(settings.big_rows, tables[settings.big_rows])  # against the compared runs above
             if wants("polling"):
                 log(f"polling: durations {settings.poll_durations}, {settings.poll_reps} jobs each")
                 res.poll = polling.measure(emu, bench.src, settings.poll_durations, settings.poll_reps)

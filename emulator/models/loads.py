@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import BucketNotFound, ColumnsNotMatch, FileNotFound, ValidationError
@@ -15,6 +16,7 @@ from .parsing import _as_list, _csv_options, parse_bool, parse_int, sanitize_col
 
 _COLUMN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
 _MAX_COLUMN_LENGTH = 64
+_FETCH_THREADS = 4
 
 
 class LoadsMixin:
@@ -215,8 +217,8 @@ class LoadsMixin:
                 f'Invalid manifest of the sliced file "{file.id}": expected {{"entries": [{{"url": ...}}]}}.',
                 code="storage.invalidManifest",
             ) from None
-        paths = []
-        for index, url in enumerate(urls):
+
+        def fetch(index: int, url: str) -> Path:
             key = self.storage.entry_key(url)
             dest = tmp / _local_name(index, key.rsplit("/", 1)[-1])
             try:
@@ -226,7 +228,12 @@ class LoadsMixin:
                     f'Import file "{url}" listed in the manifest of file "{file.id}" was not found.',
                     code="storage.importFileMissing",
                 ) from None
-            paths.append(dest)
+            return dest
+
+        # slices are fetched in parallel, as a warehouse loads them; the first missing one (in manifest order) is
+        # the error
+        with ThreadPoolExecutor(max_workers=_FETCH_THREADS) as pool:
+            paths = list(pool.map(fetch, range(len(urls)), urls))
         return file, paths
 
     def import_async(self, token: Token, table_id: str, params: dict, *, run_id=None, fault=None) -> dict:
