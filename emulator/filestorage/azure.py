@@ -39,7 +39,7 @@ from azure.storage.blob import (
 
 from ..errors import ValidationError
 from .base import FileStorage
-from .process import http_answers, start_server, terminate
+from .process import ServerProcess, http_answers, start_server
 
 ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development account key (public, documented by Microsoft; not a secret)
@@ -94,7 +94,7 @@ def _iso(moment: datetime) -> str:
     return moment.replace(microsecond=0).isoformat()
 
 
-class AzuriteFileStorage(FileStorage):
+class AzuriteFileStorage(ServerProcess, FileStorage):
     provider = "azure"
 
     def __init__(self, workdir: Path, *, container: str = CONTAINER, azurite: Path | None = None):
@@ -160,22 +160,13 @@ class AzuriteFileStorage(FileStorage):
             self.env = {}  # the SAS connection string carries the endpoint
             atexit.register(self.stop)
 
-    def stop(self) -> None:
-        with self._lock:
-            proc, self._proc = self._proc, None
-            if self._service is not None:
-                self._service.close()
-                self._service = None
-            if self._http is not None:
-                self._http.close()
-                self._http = None
-            if proc is not None:
-                terminate(proc)
-                atexit.unregister(self.stop)
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def _close_clients(self) -> None:
+        if self._service is not None:
+            self._service.close()
+            self._service = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     @property
     def service(self) -> BlobServiceClient:

@@ -48,7 +48,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from ..errors import ValidationError
 from .base import FileStorage
-from .process import http_answers, start_server, terminate
+from .process import ServerProcess, http_answers, start_server
 
 BUCKET = "kbc-sapi-files"
 PROJECT = "kbc-emulator"
@@ -123,7 +123,7 @@ def _url_signature(secret: bytes, bucket: str, name: str, date: str, expires: st
 
 
 # the FileStorage -----------------------------------------------------------------------------------------------------
-class GcsEmulatorFileStorage(FileStorage):
+class GcsEmulatorFileStorage(ServerProcess, FileStorage):
     provider = "gcp"
 
     def __init__(self, workdir: Path, *, bucket: str = BUCKET, project: str = PROJECT, upload_chunk=UPLOAD_CHUNK):
@@ -175,19 +175,10 @@ class GcsEmulatorFileStorage(FileStorage):
             self.env = {"STORAGE_EMULATOR_HOST": self.endpoint}
             atexit.register(self.stop)
 
-    def stop(self) -> None:
-        with self._lock:
-            proc, self._proc = self._proc, None
-            if self._client is not None:
-                self._client.close()
-                self._client = None
-            if proc is not None:
-                terminate(proc)
-                atexit.unregister(self.stop)
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def _close_clients(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     @property
     def client(self):

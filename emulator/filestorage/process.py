@@ -3,6 +3,7 @@ starting one, probing it until it answers, and stopping it, the same way for eve
 
 from __future__ import annotations
 
+import atexit
 import socket
 import subprocess
 import sys
@@ -85,3 +86,25 @@ def terminate(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(STOP_TIMEOUT)
+
+
+class ServerProcess:
+    """Stopping a storage server run as a child process (``_proc``, guarded by ``_lock``): its SDK clients are
+    closed first (``_close_clients``), then the process is terminated."""
+
+    _proc: subprocess.Popen | None
+
+    def _close_clients(self) -> None:
+        """Close the clients the storage holds on the server."""
+
+    def stop(self) -> None:
+        with self._lock:
+            proc, self._proc = self._proc, None
+            self._close_clients()
+            if proc is not None:
+                terminate(proc)
+                atexit.unregister(self.stop)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None

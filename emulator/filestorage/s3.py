@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 
 from ..errors import ValidationError
 from .base import FileStorage
-from .process import http_answers, start_server, terminate
+from .process import ServerProcess, http_answers, start_server
 
 BUCKET = "kbc-sapi-files"
 REGION = "us-east-1"
@@ -83,7 +83,7 @@ def federation_credentials(now: datetime | None = None) -> dict[str, str]:
     }
 
 
-class S3FileStorage(FileStorage):
+class S3FileStorage(ServerProcess, FileStorage):
     provider = "aws"
 
     def __init__(
@@ -155,20 +155,11 @@ class S3FileStorage(FileStorage):
             }
             atexit.register(self.stop)
 
-    def stop(self) -> None:
-        with self._lock:
-            proc, self._proc = self._proc, None
-            if proc is not None:
-                terminate(proc)
-                atexit.unregister(self.stop)
-            for client in (self._client, self._signer):
-                if client is not None:
-                    client.close()
-            self._client = self._signer = None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def _close_clients(self) -> None:
+        for client in (self._client, self._signer):
+            if client is not None:
+                client.close()
+        self._client = self._signer = None
 
     def sibling(self, bucket: str) -> S3FileStorage:
         """The file storage of another stack on the same S3 endpoint: real AWS stacks share S3 and differ by
