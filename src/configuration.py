@@ -328,6 +328,16 @@ class _Parser:
         return float(value)
 
     # -- connections --------------------------------------------------------------------------------------
+    def _string_or_env(self, raw: Mapping[str, Any], which: str, key: str, env_key: str, when_missing: str) -> str:
+        """``which.key`` as a trimmed string, else the value Keboola forwards in ``env_key``."""
+        value = raw.get(key)
+        if value is not None and not isinstance(value, str):
+            raise UserException(f"The parameter '{which}.{key}' must be a string, not {_type_name(value)}.")
+        value = (value or "").strip() or (self.env.get(env_key) or "").strip()
+        if not value:
+            raise UserException(f"The parameter '{which}.{key}' is missing and {when_missing}")
+        return value
+
     def _connection(self, which: str) -> Connection:
         raw = self.p.get(which)
         if raw is None:
@@ -340,26 +350,22 @@ class _Parser:
         for key in sorted(set(raw) - allowed):
             logger.warning("Unknown configuration parameter '%s.%s' is ignored.", which, key)
 
-        url = raw.get("url")
-        if url is not None and not isinstance(url, str):
-            raise UserException(f"The parameter '{which}.url' must be a string, not {_type_name(url)}.")
-        url = (url or "").strip() or (self.env.get("KBC_URL") or "").strip()
-        if not url:
-            raise UserException(
-                f"The parameter '{which}.url' is missing and Keboola forwarded no URL; "
-                f"set it to the Storage API URL of the {which} stack, e.g. https://connection.keboola.com."
-            )
+        url = self._string_or_env(
+            raw,
+            which,
+            "url",
+            "KBC_URL",
+            f"Keboola forwarded no URL; set it to the Storage API URL of the {which} stack, "
+            "e.g. https://connection.keboola.com.",
+        )
         url = normalize_url(url, f"{which}.url")
-
-        token = raw.get("#token")
-        if token is not None and not isinstance(token, str):
-            raise UserException(f"The parameter '{which}.#token' must be a string, not {_type_name(token)}.")
-        token = (token or "").strip() or (self.env.get("KBC_TOKEN") or "").strip()
-        if not token:
-            raise UserException(
-                f"The parameter '{which}.#token' is missing and Keboola forwarded no token; "
-                f"enter a Storage API token of the {which} project."
-            )
+        token = self._string_or_env(
+            raw,
+            which,
+            "#token",
+            "KBC_TOKEN",
+            f"Keboola forwarded no token; enter a Storage API token of the {which} project.",
+        )
 
         bucket = None
         if which == "destination":
