@@ -55,6 +55,10 @@ class StorageClient:
         """File storage of the project: "aws" | "azure" | "gcp"."""
         return self.verify_token().get("owner", {}).get("fileStorageProvider")
 
+    def preload_transfer(self) -> None:
+        """Start loading the project's file-storage SDK in the background (see ``TransferManager.preload``)."""
+        self.transfer.preload(self.provider)
+
     def close(self) -> None:
         self.transfer.close()
         self.http.close()

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 def run(ctx: RunContext) -> None:
     ctx.state.save()  # out/state.json exists from the start: entries of other tables are carried over
     client = ctx.source_client()
+    client.preload_transfer()  # the file-storage SDK loads while the table is planned and exported
     plans = plan_tables(client, ctx.config.tables, mode="export")
     logger.info("Exporting %d table(s): %s", len(plans), ", ".join(p.source_id for p in plans))
     ctx.tables_out.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,9 @@ def run(ctx: RunContext) -> None:
     dest_conn = ctx.config.require("destination")
     plans = plan_tables(source, ctx.config.tables, mode="sync", default_bucket=dest_conn.bucket)
     _refuse_copy_onto_itself(ctx, source, destination, plans)
+    source.preload_transfer()  # the file-storage SDKs load while the first export job runs
+    if destination.provider != source.provider:
+        destination.preload_transfer()
     logger.info("Syncing %d table(s): %s", len(plans), ", ".join(f"{p.source_id} -> {p.destination_id}" for p in plans))
     buckets = BucketEnsurer(destination)
     incremental_runs = 0

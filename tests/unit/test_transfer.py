@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import itertools
 import json
 import logging
@@ -19,7 +20,8 @@ from botocore.exceptions import ConnectionClosedError
 from moto.server import ThreadedMotoServer
 
 from storage_api import TransferError
-from storage_api.transfer import TransferManager
+from storage_api.transfer import FileReader, RangeStream, ResumingReader, Slice, TransferManager
+from storage_api.transfer.base import SliceCut
 from storage_api.transfer.s3 import MB, S3Adapter, S3Reader, stream_upload_config
 
 REGION = "us-east-1"
@@ -138,14 +140,14 @@ def test_sliced_download_is_parallel_ordered_and_exact(s3, manager, tmp_path, mo
     running, peak, lock = 0, 0, threading.Lock()
     original = S3Reader.download
 
-    def tracked(self, part, dest, progress):
+    def tracked(self, part, dest, progress, **kwargs):
         nonlocal running, peak
         with lock:
             running += 1
             peak = max(peak, running)
         try:
             time.sleep(0.05)
-            original(self, part, dest, progress)
+            original(self, part, dest, progress, **kwargs)
         finally:
             with lock:
                 running -= 1
@@ -199,18 +201,58 @@ def test_transient_slice_failure_is_retried_and_progress_stays_exact(s3, manager
     original = S3Reader.download
     failures = {"left": 1}
 
-    def flaky(self, part, dest, progress):
+    def flaky(self, part, dest, progress, **kwargs):
         if part.url.endswith("0001_part_00.gz") and failures["left"]:
             failures["left"] -= 1
             progress(1234)  # bytes that will not count: the slice restarts
             raise ConnectionClosedError(endpoint_url="http://s3")
-        original(self, part, dest, progress)
+        original(self, part, dest, progress, **kwargs)
 
     monkeypatch.setattr(S3Reader, "download", flaky)
     progress = Totals()
     paths = manager.download(stored_file(SOURCE, key, sliced=True), tmp_path, progress)
     assert [p.read_bytes() for p in paths] == data
     assert progress.total == sum(map(len, data)) and failures["left"] == 0
+
+
+# resuming reader: what no real server produces (resumed cuts on real servers: test_transfer_providers.py) --------
+class BytesReader(FileReader):
+    """A reader over bytes; ``answers`` shape its GETs: (bytes delivered before the body ends cleanly or None,
+    the size announced or None for the real one)."""
+
+    def __init__(self, data: bytes, *answers):
+        self.data, self.answers, self.opened = data, list(answers), []
+
+    def slices(self) -> list[Slice]:
+        return [Slice("mem://slice")]
+
+    def open_range(self, part, offset, version):
+        self.opened.append((offset, version))
+        delivered, announced = self.answers.pop(0) if self.answers else (None, None)
+        end = None if delivered is None else offset + delivered
+        return RangeStream(io.BytesIO(self.data[offset:end]), announced or len(self.data), "v1")
+
+
+def test_a_body_ending_early_without_an_error_is_resumed():
+    data = os.urandom(5000)
+    reader = BytesReader(data, (1000, None), (1500, None))
+    assert ResumingReader(reader, Slice("mem://slice"), wait=0).read() == data
+    assert reader.opened == [(0, None), (1000, "v1"), (2500, "v1")]
+
+
+def test_a_body_longer_than_announced_fails_clearly():
+    reader = BytesReader(b"x" * 100, (None, 90))
+    with pytest.raises(TransferError, match="longer than the 90 bytes its GET announced"):
+        ResumingReader(reader, Slice("mem://slice"), label="Slice 1 of 1", wait=0).read()
+
+
+def test_resuming_gives_up_after_attempts_without_a_byte():
+    reader = BytesReader(b"y" * 100, (10, None), (0, None), (0, None), (0, None))
+    stream = ResumingReader(reader, Slice("mem://slice"), attempts=3, wait=0)
+    assert stream.read(50) == b"y" * 10  # what came before the failure, then the failure
+    with pytest.raises(SliceCut, match="ended at byte 10 of 100"):
+        stream.read(50)
+    assert reader.opened == [(0, None), (10, "v1"), (10, "v1")]
 
 
 # uploads --------------------------------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ The files are shaped like the Storage API answers (``detail_block`` / ``prepare_
 the Azure adapter reaches Azurite through the SAS connection string alone, the GCS adapter through
 ``STORAGE_EMULATOR_HOST`` and the bearer token. The GCS emulator checks tokens (expiry, read/write, key prefix),
 so the credential-refresh tests run against real rejections.
+
+The resumption tests (cut reads) run on all three providers, S3 (moto) included: ``HttpCuts`` cuts a GET mid-body
+in urllib3, the HTTP layer botocore, azure-core and google-auth's requests share, and records every GET of the
+object (Range, version condition, the version answered).
 """
 
 from __future__ import annotations
@@ -11,11 +15,18 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import logging
 import os
+import random
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+import urllib3
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.response import HTTPResponse
 
 from emulator.filestorage import create_file_storage
 from emulator.filestorage.azure import azurite_binary
@@ -24,6 +35,7 @@ from storage_api.transfer import TransferManager
 from storage_api.transfer.azure import AzureAdapter, AzureReader, parse_abs_url
 from storage_api.transfer.azure import is_transient as azure_transient
 from storage_api.transfer.gcs import GcsAdapter, KbcTokenCredentials, parse_gs_url, token_from
+from storage_api.transfer.s3 import S3Adapter
 
 MB = 2**20
 _ids = itertools.count(5000)
@@ -38,9 +50,11 @@ PROVIDERS = [
     ),
     "gcp",
 ]
+ALL_PROVIDERS = ["aws", *PROVIDERS]  # for what every adapter implements alike (resumed reads)
 
 # small blocks / chunks so block uploads, resumable chunks and ranged reads all run on small test data
 SMALL_ADAPTERS = {
+    "aws": lambda: S3Adapter(),
     "azure": lambda: AzureAdapter(block_size=1 * MB, max_concurrency=2),
     "gcp": lambda: GcsAdapter(chunk_size=1 * MB),
 }
@@ -138,6 +152,141 @@ class Totals:
             self.total += amount
 
 
+class Deltas(Totals):
+    """Progress total plus every delta (a negative one: a restarted slice took its bytes back)."""
+
+    def __init__(self):
+        super().__init__()
+        self.deltas: list[int] = []
+
+    def __call__(self, amount: int) -> None:
+        with self.lock:
+            self.total += amount
+            self.deltas.append(amount)
+
+
+@dataclass
+class Get:
+    """One GET of a watched object, as sent and as answered."""
+
+    path: str
+    range: str | None  # Range (S3, GCS) or x-ms-range (Azure) header
+    condition: str | None  # If-Match (S3, Azure) or ifGenerationMatch (GCS) of the request
+    status: int
+    version: str | None  # ETag / X-Goog-Generation of the answer
+    length: int | None  # Content-Length of the answer
+    start: int  # first byte of the answer
+    cut_at: int | None = None  # absolute offset where its body was cut
+
+
+class HttpCuts:
+    """Cuts GET bodies mid-stream in urllib3 and records the GETs of the objects it watches.
+
+    urllib3 is the HTTP layer under botocore, azure-core (requests) and google-auth's AuthorizedSession (requests)
+    alike, so one injection serves the three SDKs. ``arm(match, *cuts)`` watches the GETs whose (unquoted) URL
+    path ``match`` accepts: the next watched GET whose body is longer than ``cuts[0]`` bytes delivers that many
+    bytes, then closes its connection and raises urllib3's ProtocolError ("connection broken"), what a server dying
+    mid-body produces; the following one takes ``cuts[1]``, and so on. ``on_cut`` runs at the moment of each cut
+    (e.g. to overwrite the object before the client resumes); ``flip`` corrupts the byte at that offset of the
+    next watched GET instead. ``writes`` counts the other requests (PUT, POST ...) sent while armed.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.disarm()
+
+    def arm(self, match, *cuts: int, on_cut=None, flip: int | None = None) -> None:
+        with self.lock:
+            self.match, self.cuts, self.on_cut, self.flip = match, list(cuts), on_cut, flip
+            self.gets: list[Get] = []
+            self.writes = 0
+
+    def disarm(self) -> None:
+        self.arm(lambda path: False)
+        self.match = None
+
+    @property
+    def ranges(self) -> list[str | None]:
+        return [get.range for get in self.gets]
+
+    # urllib3 hooks ------------------------------------------------------------------------------------------------
+    def urlopen(self, original, pool, method, url, body=None, headers=None, *args, **kwargs):
+        response = original(pool, method, url, body, headers, *args, **kwargs)
+        if self.match is None:
+            return response
+        parts = urlsplit(url)
+        sent = {str(k).lower(): v.decode() if isinstance(v, bytes) else v for k, v in (headers or {}).items()}
+        with self.lock:
+            if method != "GET":
+                if method != "HEAD":
+                    self.writes += 1
+                return response
+            if not self.match(unquote(parts.path)):
+                return response
+            answered = response.headers
+            length = answered.get("Content-Length")
+            start = (
+                int(answered.get("Content-Range", "bytes 0-").split()[1].split("-")[0]) if response.status == 206 else 0
+            )
+            get = Get(
+                path=unquote(parts.path),
+                range=sent.get("range") or sent.get("x-ms-range"),
+                condition=sent.get("if-match") or (parse_qs(parts.query).get("ifGenerationMatch") or [None])[0],
+                status=response.status,
+                version=answered.get("ETag") or answered.get("X-Goog-Generation"),
+                length=int(length) if length is not None else None,
+                start=start,
+            )
+            self.gets.append(get)
+            if response.status in (200, 206) and get.length is not None:
+                if self.flip is not None and self.flip < get.length:
+                    response._test_flip, self.flip = self.flip, None
+                elif self.cuts and self.cuts[0] < get.length:
+                    response._test_cut_left = self.cuts.pop(0)
+                    response._test_get = get
+        return response
+
+    def read(self, original, response, amt=None, *args, **kwargs):
+        left = getattr(response, "_test_cut_left", None)
+        flip = getattr(response, "_test_flip", None)
+        if left is None and flip is None:
+            return original(response, amt, *args, **kwargs)
+        if flip is not None:
+            data = original(response, amt, *args, **kwargs)
+            done = getattr(response, "_test_read", 0)
+            response._test_read = done + len(data)
+            if done <= flip < done + len(data):
+                data = data[: flip - done] + bytes([data[flip - done] ^ 0xFF]) + data[flip - done + 1 :]
+                response._test_flip = None
+            return data
+        if left <= 0:
+            response._test_cut_left = None
+            get = response._test_get
+            get.cut_at = get.start + getattr(response, "_test_read", 0)
+            if self.on_cut is not None:
+                self.on_cut()
+            response.close()  # the connection dies with the server
+            raise urllib3.exceptions.ProtocolError("Connection broken: injected cut in the middle of the body")
+        data = original(response, left if amt is None or amt < 0 else min(amt, left), *args, **kwargs)
+        response._test_cut_left = left - len(data)
+        response._test_read = getattr(response, "_test_read", 0) + len(data)
+        return data
+
+
+def install_http_cuts(monkeypatch) -> HttpCuts:
+    """An ``HttpCuts`` hooked into urllib3 (undone with ``monkeypatch``); also used by the reliability campaign."""
+    cuts = HttpCuts()
+    urlopen, read = HTTPConnectionPool.urlopen, HTTPResponse.read
+    monkeypatch.setattr(HTTPConnectionPool, "urlopen", lambda pool, *a, **kw: cuts.urlopen(urlopen, pool, *a, **kw))
+    monkeypatch.setattr(HTTPResponse, "read", lambda response, *a, **kw: cuts.read(read, response, *a, **kw))
+    return cuts
+
+
+@pytest.fixture
+def http_cuts(monkeypatch):
+    return install_http_cuts(monkeypatch)
+
+
 class FakeClock:
     def __init__(self, now: float = 1000.0):
         self.now = now
@@ -204,6 +353,126 @@ def test_reader_open_streams_a_slice(fs, tmp_path):
         first = stream.read(1000)
         rest = stream.read()
     assert len(first) == 1000 and first + rest == data
+
+
+# resumed reads (all three providers) ------------------------------------------------------------------------------
+def _object(fs, key: str):
+    """``match`` of an HttpCuts watch: the GETs of the object at ``key`` (whatever URL shape the SDK uses)."""
+    return lambda path: path.endswith("/" + key)
+
+
+def _pinned(fs, get: Get, first: Get) -> bool:
+    """The resumed GET was conditional on the version the first GET answered."""
+    return get.condition is not None and get.condition.strip('"') == first.version.strip('"')
+
+
+@pytest.mark.parametrize("fs", ALL_PROVIDERS, indirect=True)
+def test_cut_slice_download_resumes_at_the_cut_byte(fs, manager, http_cuts, tmp_path, caplog):
+    key = _key()
+    data = [os.urandom(3 * MB + 17), *slice_data(1)]
+    names = ["0000_part_00.gz", "0001_part_00.gz"]
+    put_sliced(fs, key, dict(zip(names, data)))
+    offset = random.Random(f"{fs.provider} download").randrange(1, len(data[0]))
+    file = stored_file(fs, key, sliced=True)
+    http_cuts.arm(_object(fs, key + names[0]), offset)
+    progress = Deltas()
+
+    with caplog.at_level(logging.WARNING, logger="storage_api.transfer.base"):
+        paths = manager.download(file, tmp_path / "out", progress)
+
+    assert [p.read_bytes() for p in paths] == data, f"cut at {offset}"
+    first, resumed = http_cuts.gets
+    assert first.cut_at == offset and first.range is None and first.condition is None
+    assert resumed.range == f"bytes={offset}-" and resumed.status == 206  # resumed at the cut byte, not at 0
+    assert _pinned(fs, resumed, first) and resumed.version == first.version
+    assert resumed.length == len(data[0]) - offset  # no byte sent twice
+    assert progress.total == sum(map(len, data)) and min(progress.deltas) > 0  # nothing taken back: no restart
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["part_00000.gz", "part_00001.gz"]  # no .part
+    (warning,) = [r.getMessage() for r in caplog.records if "cut at byte" in r.getMessage()]
+    url = fs.entry_url(key + names[0])
+    assert warning.startswith(f"Slice 1 of 2 ({url}) of file {file['id']} cut at byte {offset:,} of {len(data[0]):,}")
+    assert "resuming" in warning
+
+
+@pytest.mark.parametrize("fs", ALL_PROVIDERS, indirect=True)
+def test_repeated_cuts_resume_from_each_new_offset_then_restart_when_no_byte_comes(fs, http_cuts, tmp_path):
+    """Cut at o1, then the resumed GET cut after o2 more bytes (progress: the count starts again), then two
+    reopenings that deliver nothing: with 3 attempts the read gives up and the manager restarts the slice from 0."""
+    key = _key()
+    data = os.urandom(2 * MB + 3)
+    put_sliced(fs, key, {"0000_part_00.gz": data})
+    o1, o2 = 700_001, 300_007
+    http_cuts.arm(_object(fs, key + "0000_part_00.gz"), o1, o2, 0, 0)
+    progress = Deltas()
+    adapter = SMALL_ADAPTERS[fs.provider]()
+    with TransferManager(max_workers=1, adapters={fs.provider: adapter}, slice_attempts=3, retry_wait=0.01) as tm:
+        (path,) = tm.download(stored_file(fs, key, sliced=True), tmp_path / "out", progress)
+
+    assert path.read_bytes() == data
+    resumed_at = f"bytes={o1 + o2}-"
+    assert http_cuts.ranges == [None, f"bytes={o1}-", resumed_at, resumed_at, None]
+    assert [get.cut_at for get in http_cuts.gets] == [o1, o1 + o2, o1 + o2, o1 + o2, None]
+    assert progress.total == len(data) and -(o1 + o2) in progress.deltas  # the restart took its bytes back
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["part_00000.gz"]
+
+
+@pytest.mark.parametrize("fs", ALL_PROVIDERS, indirect=True)
+def test_slice_changed_between_cut_and_resume_fails_clearly(fs, manager, http_cuts, tmp_path):
+    """The object is overwritten between the cut and the resumed GET: S3 and Azurite answer 412 to the If-Match,
+    the GCS emulator ignores ifGenerationMatch but answers another generation; either way nothing is spliced."""
+    key = _key()
+    name = "0000_part_00.gz"
+    data, newer = os.urandom(2 * MB + 5), os.urandom(2 * MB + 999)
+    put_sliced(fs, key, {name: data})
+    offset = random.Random(f"{fs.provider} changed").randrange(1, len(data))
+    http_cuts.arm(_object(fs, key + name), offset, on_cut=lambda: fs.put_bytes(key + name, newer))
+
+    with pytest.raises(TransferError) as caught:
+        manager.download(stored_file(fs, key, sliced=True), tmp_path / "out")
+
+    message = str(caught.value)
+    assert "changed in the file storage while it was being read" in message
+    assert f"cut at byte {offset:,} of {len(data):,}" in message and fs.entry_url(key + name) in message
+    first, resumed = http_cuts.gets  # not retried from byte 0 either: a changed slice is a verdict
+    assert resumed.range == f"bytes={offset}-" and _pinned(fs, resumed, first)
+    assert resumed.status == 412 if fs.provider in ("aws", "azure") else resumed.version != first.version
+    assert list((tmp_path / "out").iterdir()) == []  # neither the slice nor its .part
+
+
+@pytest.mark.parametrize("fs", ALL_PROVIDERS, indirect=True)
+def test_cut_copy_source_resumes_while_the_upload_keeps_streaming(fs, manager, http_cuts, tmp_path):
+    source_key = _key()
+    data = os.urandom(3 * MB + 11)
+    put_sliced(fs, source_key, {"0000_part_00.gz": data})
+    source = stored_file(fs, source_key, sliced=True)
+
+    http_cuts.arm(_object(fs, source_key + "0000_part_00.gz"))  # a clean copy: how many upload requests
+    manager.copy(source, prepared_file(fs, _key(), sliced=True))
+    clean_writes = http_cuts.writes
+
+    target_key = _key()
+    offset = random.Random(f"{fs.provider} copy").randrange(1, len(data))
+    http_cuts.arm(_object(fs, source_key + "0000_part_00.gz"), offset)
+    progress = Deltas()
+    manager.copy(source, prepared_file(fs, target_key, sliced=True), progress)
+
+    assert fetched(fs, target_key + "part_00000.gz", tmp_path) == data
+    assert http_cuts.ranges == [None, f"bytes={offset}-"] and http_cuts.gets[0].cut_at == offset
+    assert http_cuts.writes == clean_writes  # the destination upload went on: no request re-sent
+    assert progress.total == len(data) and min(progress.deltas) > 0
+
+
+def test_gcs_crc32c_catches_a_corrupted_read_and_the_slice_is_read_again(gcs, http_cuts, tmp_path):
+    key = _key()
+    data = os.urandom(2 * MB + 1)
+    put_sliced(gcs, key, {"0000_part_00.gz": data})
+    http_cuts.arm(_object(gcs, key + "0000_part_00.gz"), flip=1_234_567)
+    progress = Deltas()
+    with TransferManager(max_workers=1, adapters={"gcp": GcsAdapter()}, retry_wait=0.01) as tm:
+        (path,) = tm.download(stored_file(gcs, key, sliced=True), tmp_path / "out", progress)
+    assert path.read_bytes() == data
+    assert http_cuts.ranges == [None, None]  # the corrupted read was detected at its end and restarted
+    assert progress.total == len(data) and min(progress.deltas) < 0  # what the bad read had reported was taken back
 
 
 # uploads --------------------------------------------------------------------------------------------------------

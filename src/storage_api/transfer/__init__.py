@@ -1,5 +1,25 @@
-"""File data transfer: one provider-neutral interface, one adapter module per provider (s3.py, later abs/gcs)."""
+"""File data transfer: one provider-neutral interface, one adapter module per provider (s3.py, azure.py, gcs.py)."""
 
-from .base import FileReader, FileWriter, Progress, Slice, StorageAdapter, TransferManager
+from .base import (
+    FileReader,
+    FileWriter,
+    Progress,
+    RangeStream,
+    ResumingReader,
+    Slice,
+    SliceChanged,
+    StorageAdapter,
+    TransferManager,
+)
 
-__all__ = ["FileReader", "FileWriter", "Progress", "Slice", "StorageAdapter", "TransferManager"]
+__all__ = [
+    "FileReader",
+    "FileWriter",
+    "Progress",
+    "RangeStream",
+    "ResumingReader",
+    "Slice",
+    "SliceChanged",
+    "StorageAdapter",
+    "TransferManager",
+]

@@ -6,16 +6,23 @@ kbcstorage: the connection string names the endpoint, so a local Azurite needs n
 ``azure://{account}.blob.core.windows.net/{container}/{blob}`` (or ``https://``) name container + blob, which are
 read through the connection string's endpoint whatever account host the entry names.
 
-Memory stays bounded (kbcstorage reads whole blobs with ``readall()``): downloads are ranged GETs of ``block_size``
-written to disk as they arrive, streams are served chunk by chunk, uploads are block uploads that hold at most
+Memory stays bounded (kbcstorage reads whole blobs with ``readall()``): a read is one streamed Get Blob written
+to disk (or piped into a copy's upload) as it arrives, uploads are block uploads that hold at most
 ``max_concurrency`` blocks per slice (``length=None`` streams included).
+
+Reads resume: ``open_range`` is the SDK's generated Get Blob operation, streamed (what ``download_blob`` sends per
+range, without its buffering of whole ranges and its per-range restarts), and ``base.ResumingReader`` reopens a
+cut read with ``x-ms-range: bytes={offset}-`` and ``If-Match: {ETag of the first GET}``, so Azure answers 412
+(ConditionNotMet) rather than bytes of a newer blob. Block uploads of files re-send only a cut block (the SDK
+retries the Put Block).
 """
 
 from __future__ import annotations
 
-import io
+import http.client
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +30,7 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import requests
+import urllib3
 from azure.core.exceptions import (
     HttpResponseError,
     IncompleteReadError,
@@ -30,15 +38,17 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.blob._generated.models import ModifiedAccessConditions
 
 from ..errors import TransferError
-from .base import FileReader, FileWriter, Progress, Slice, StorageAdapter
+from .base import FileReader, FileWriter, Progress, RangeStream, Slice, SliceChanged, StorageAdapter
 
 MB = 2**20
 BLOCK_SIZE = 8 * MB
 _ACCOUNT_HOST_SUFFIX = ".blob.core.windows.net"
 _MANIFEST_TIMEOUT = (30, 300)
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+_CONTENT_RANGE_TOTAL = re.compile(r"/\s*(\d+)\s*$")
 
 
 def service_client(connection_string: str, block_size: int = BLOCK_SIZE) -> BlobServiceClient:
@@ -81,9 +91,20 @@ def is_transient(exc: BaseException) -> bool:
         seen.add(id(exc))
         if isinstance(exc, (ServiceRequestError, ServiceResponseError, IncompleteReadError)):
             return True
-        if isinstance(exc, HttpResponseError):
-            return (exc.status_code or 0) in _TRANSIENT_STATUS
-        if isinstance(exc, (ConnectionError, TimeoutError, requests.ConnectionError, requests.Timeout)):
+        if isinstance(exc, HttpResponseError) and exc.status_code is not None:
+            return exc.status_code in _TRANSIENT_STATUS
+        if isinstance(
+            exc,
+            (
+                ConnectionError,
+                TimeoutError,
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,  # a body cut mid-stream (wrapped without a status)
+                urllib3.exceptions.ProtocolError,
+                http.client.IncompleteRead,
+            ),
+        ):
             return True
         exc = exc.__cause__ or exc.__context__
     return False
@@ -104,30 +125,27 @@ def _progress_hook(progress: Progress) -> Callable[[int, int | None], None]:
     return hook
 
 
-class _ChunkStream(io.RawIOBase):
-    """A readable raw stream over an iterator of byte chunks (the SDK's ``download_blob().chunks()``)."""
+class _ChunkBody:
+    """``read(n)`` over the chunk iterator of a streamed Get Blob (the SDK's ``StreamDownloadGenerator``)."""
 
     def __init__(self, chunks: Iterator[bytes]):
         self._chunks = chunks
-        self._pending = memoryview(b"")
+        self._pending = b""
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = memoryview(chunk)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
+    def read(self, size: int) -> bytes:
+        if not self._pending:
+            self._pending = next(self._chunks, b"")
+        if len(self._pending) <= size:
+            data, self._pending = self._pending, b""
+        else:
+            data, self._pending = self._pending[:size], self._pending[size:]
+        return data
 
     def close(self) -> None:
-        self._pending = memoryview(b"")
-        super().close()
+        self._pending = b""
+        response = getattr(getattr(self._chunks, "response", None), "internal_response", None)
+        if response is not None:
+            response.close()  # drops a cut connection instead of returning it to the pool
 
 
 class AzureReader(FileReader):
@@ -175,17 +193,32 @@ class AzureReader(FileReader):
         container, blob = parse_abs_url(part.url)
         return self.service.get_blob_client(container, blob)
 
-    def open(self, part: Slice) -> BinaryIO:
-        # chunk by chunk (block_size each), never the whole blob; BufferedReader makes read(n) return n bytes
-        downloader = self._blob(part).download_blob(max_concurrency=1)
-        return io.BufferedReader(_ChunkStream(downloader.chunks()), buffer_size=1 * MB)
-
-    def download(self, part: Slice, dest: Path, progress: Progress) -> None:
-        downloader = self._blob(part).download_blob(
-            max_concurrency=self.max_concurrency, progress_hook=_progress_hook(progress)
-        )
-        with open(dest, "wb") as out:
-            downloader.readinto(out)  # ranged GETs written at their offsets
+    def open_range(self, part: Slice, offset: int, version: str | None) -> RangeStream:
+        # One streamed Get Blob through the client's pipeline (SAS, API version, retries of the request itself).
+        # download_blob() would read each block_size range whole into memory and restart a cut range itself.
+        blob = self._blob(part)
+        try:
+            chunks, headers = blob._client.blob.download(  # the SDK's own (generated) Get Blob operation
+                range=f"bytes={offset}-" if offset else None,
+                modified_access_conditions=ModifiedAccessConditions(if_match=version) if version else None,
+                decompress=False,  # the bytes as stored (a .gz slice stays compressed)
+                cls=lambda pipeline_response, body, response_headers: (body, response_headers),
+            )
+        except HttpResponseError as exc:
+            if version and exc.status_code in (412, 416):
+                code = exc.response.headers.get("x-ms-error-code") if exc.response is not None else None
+                raise SliceChanged(f"Azure answered {exc.status_code} {code or ''} to If-Match {version}") from exc
+            raise
+        body = _ChunkBody(chunks)
+        etag = headers.get("ETag")
+        if version and etag and etag != version:  # a server ignoring If-Match
+            body.close()
+            raise SliceChanged(f"Azure returned ETag {etag}, the read started at ETag {version}")
+        size = int(headers.get("Content-Length") or 0)
+        if offset:
+            total = _CONTENT_RANGE_TOTAL.search(headers.get("Content-Range") or "")
+            size = int(total.group(1)) if total else offset + size
+        return RangeStream(body, size, etag)
 
     def is_transient(self, exc: BaseException) -> bool:
         return is_transient(exc)

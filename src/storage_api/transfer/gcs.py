@@ -9,14 +9,23 @@ These tokens last one hour (``expires_in``: 3599). ``KbcTokenCredentials`` renew
 less than ``refresh_margin`` seconds remain, checked before every HTTP request (each resumable-upload chunk, each
 ranged read), and once more on a 401. The clock is injectable for tests.
 
-Memory stays bounded (kbcstorage and PHP read whole GCS objects into memory): downloads are one streamed GET
-written to disk as it arrives, streams are ranged reads of ``chunk_size``, uploads are resumable uploads of
-``chunk_size`` chunks (objects up to 8 MiB go in one request).
+Memory stays bounded (kbcstorage and PHP read whole GCS objects into memory): a read is one streamed media GET
+written to disk (or piped into a copy's upload) as it arrives, uploads are resumable uploads of ``chunk_size``
+chunks (objects up to 8 MiB go in one request).
+
+Reads resume: ``open_range`` sends the media GET through an ``AuthorizedSession`` on the token above, and
+``base.ResumingReader`` reopens a cut read with ``Range: bytes={offset}-`` and ``ifGenerationMatch={generation of
+the first GET}`` (GCS answers 412 rather than bytes of a newer generation; the generation of every answer is
+checked as well). The CRC32C of a read from byte 0 (``X-Goog-Hash``) is checked over all its bytes, resumed ones
+included. Resumable uploads of files re-send only from the last chunk GCS confirmed.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -25,14 +34,17 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import google.auth.credentials
+import google_crc32c
 import requests
+import urllib3
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
+from google.auth.transport.requests import AuthorizedSession
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from ..errors import TransferError
-from .base import FileReader, FileWriter, Progress, Slice, StorageAdapter
+from .base import FileReader, FileWriter, Progress, RangeStream, Slice, SliceChanged, StorageAdapter
 
 try:  # google-resumable-media (uploads/downloads); newer google-cloud-storage vendors it
     from google.resumable_media import common as _media_common
@@ -44,6 +56,9 @@ CHUNK_SIZE = 16 * MB  # a multiple of 256 KiB, as resumable uploads require
 REFRESH_MARGIN = 300.0  # renew when less than 5 minutes remain
 DEFAULT_EXPIRES_IN = 3599
 _MANIFEST_TIMEOUT = (30, 300)
+_READ_TIMEOUT = (30, 300)
+_CONTENT_RANGE_TOTAL = re.compile(r"/\s*(\d+)\s*$")
+_CRC32C = re.compile(r"crc32c=([A-Za-z0-9+/=]+)")
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 _RECENT_REFRESH = 5.0  # seconds: a 401 right after a renewal does not renew again
 
@@ -149,6 +164,11 @@ def is_transient(exc: BaseException) -> bool:
             (ConnectionError, TimeoutError, requests.ConnectionError, requests.Timeout, requests.RequestException),
         ):
             return not isinstance(exc, requests.HTTPError)
+        # a streamed read (open_range) cut mid-body surfaces from urllib3 unwrapped
+        if isinstance(
+            exc, (urllib3.exceptions.ProtocolError, urllib3.exceptions.TimeoutError, http.client.IncompleteRead)
+        ):
+            return True
         exc = exc.__cause__ or exc.__context__
     return False
 
@@ -192,20 +212,49 @@ class _ProgressFile:
         return True
 
 
-class _ProgressWriter:
-    """Writable proxy counting written bytes (download_to_file streams into it)."""
+class _RawBody:
+    """``read(n)`` of a streamed media GET, the bytes as stored (no content decoding)."""
 
-    def __init__(self, stream: BinaryIO, progress: Progress):
-        self._stream = stream
-        self._progress = progress
+    def __init__(self, response: requests.Response):
+        self._response = response
 
-    def write(self, data) -> int:
-        written = self._stream.write(data)
-        self._progress(len(data))
-        return written
+    def read(self, size: int) -> bytes:
+        return self._response.raw.read(size, decode_content=False)
 
-    def flush(self) -> None:
-        self._stream.flush()
+    def close(self) -> None:
+        self._response.close()
+
+
+class _Crc32c:
+    """The CRC32C of a whole object (``X-Goog-Hash`` of a GET from byte 0), fed every byte of a resumed read."""
+
+    def __init__(self, expected: str, url: str):
+        self._expected = expected
+        self._url = url
+        self._checksum = google_crc32c.Checksum()
+
+    @classmethod
+    def of(cls, response: requests.Response, url: str) -> _Crc32c | None:
+        found = _CRC32C.search(response.headers.get("X-Goog-Hash") or "")
+        if not found:
+            return None
+        try:
+            if len(base64.b64decode(found.group(1), validate=True)) != 4:
+                return None
+        except ValueError:
+            return None
+        return cls(found.group(1), url)
+
+    def update(self, data: bytes) -> None:
+        self._checksum.update(data)
+
+    def verify(self) -> None:
+        actual = base64.b64encode(self._checksum.digest()).decode("ascii")
+        if actual != self._expected:
+            message = f"The CRC32C of {self._url} is {actual}; GCS announced {self._expected}."
+            if _media_common is not None:
+                raise _media_common.DataCorruption(None, message)
+            raise ValueError(message)
 
 
 class GcsReader(FileReader):
@@ -235,6 +284,8 @@ class GcsReader(FileReader):
             credentials["access_token"], credentials.get("expires_in"), refresh=refresh, clock=clock, margin=margin
         )
         self.client = gcs_client(credentials.get("projectId"), self.credentials)
+        self._http: AuthorizedSession | None = None
+        self._session_lock = threading.Lock()
 
     def slices(self) -> list[Slice]:
         if not self.sliced:
@@ -261,14 +312,43 @@ class GcsReader(FileReader):
         bucket, key = parse_gs_url(part.url)
         return self.client.bucket(bucket).blob(key)
 
-    def open(self, part: Slice) -> BinaryIO:
-        # ranged GETs of chunk_size (each one checks the token's expiry first)
-        return self._blob(part).open("rb", chunk_size=self.chunk_size, raw_download=True)
+    def _session(self) -> AuthorizedSession:
+        # the token's expiry is checked before every request (renewed through refresh) and once more after a 401
+        with self._session_lock:
+            if self._http is None:
+                self._http = AuthorizedSession(self.credentials)
+            return self._http
 
-    def download(self, part: Slice, dest: Path, progress: Progress) -> None:
-        # one streamed GET written as it arrives; CRC32C checked against the stored object's hash
-        with open(dest, "wb") as out:
-            self._blob(part).download_to_file(_ProgressWriter(out, progress), raw_download=True, retry=DEFAULT_RETRY)
+    def open_range(self, part: Slice, offset: int, version: str | None) -> RangeStream:
+        blob = self._blob(part)
+        url = f"{self.client.api_endpoint}/download/storage/v1{blob.path}"  # the media URL download_to_file uses
+        params = {"alt": "media"}
+        if version:
+            params["ifGenerationMatch"] = version
+        headers = {"Accept-Encoding": "gzip"}  # the bytes as stored: no decompressive transcoding
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        response = self._session().get(url, params=params, headers=headers, stream=True, timeout=_READ_TIMEOUT)
+        if response.status_code not in (200, 206):
+            try:
+                if version and response.status_code in (412, 416):
+                    raise SliceChanged(f"GCS answered {response.status_code} to ifGenerationMatch={version}")
+                raise api_exceptions.from_http_response(response)
+            finally:
+                response.close()
+        generation = response.headers.get("X-Goog-Generation")
+        if version and generation and generation != version:  # a server ignoring ifGenerationMatch
+            response.close()
+            raise SliceChanged(f"GCS returned generation {generation}, the read started at generation {version}")
+        length = response.headers.get("Content-Length")
+        stored = response.headers.get("X-Goog-Stored-Content-Length")
+        if offset:
+            total = _CONTENT_RANGE_TOTAL.search(response.headers.get("Content-Range") or "")
+            size = int(total.group(1)) if total else int(stored) if stored else offset + int(length or 0)
+        else:
+            size = int(length) if length is not None else int(stored or 0)
+        checksum = _Crc32c.of(response, part.url) if offset == 0 else None
+        return RangeStream(_RawBody(response), size, generation, checksum)
 
     def is_transient(self, exc: BaseException) -> bool:
         return is_transient(exc)

@@ -5,12 +5,17 @@ boto3 reads the standard ``AWS_ENDPOINT_URL_S3`` variable, which is how tests an
 Memory stays bounded: downloads stream to disk, file uploads read parts from disk, stream uploads (copies) of a
 known length are one streamed PUT (no buffering), and those of unknown length hold at most
 ``max_in_memory_upload_chunks`` parts of ``multipart_chunksize`` bytes per slice.
+
+Reads are one streamed GetObject per slice (``open_range``, read by ``base.ResumingReader``): a GET cut mid-body
+is resumed with ``Range: bytes={offset}-`` and ``If-Match: {ETag of the first GET}``, so S3 answers 412 rather
+than bytes of a newer object. Multipart file uploads re-send only a cut part (s3transfer retries the UploadPart).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 from contextlib import closing
 from pathlib import Path
@@ -32,7 +37,7 @@ from botocore.exceptions import (
 )
 
 from ..errors import TransferError
-from .base import FileReader, FileWriter, Progress, Slice, StorageAdapter
+from .base import FileReader, FileWriter, Progress, RangeStream, Slice, SliceChanged, StorageAdapter
 
 MB = 2**20
 _MANIFEST_TIMEOUT = (30, 300)
@@ -55,9 +60,7 @@ def stream_upload_config(chunk_size: int = 8 * MB, chunks_in_memory: int = 2) ->
 
 
 STREAM_UPLOAD_CONFIG = stream_upload_config()
-# One streamed GET per object: slices already download in parallel, and ranged GETs buffer parts in memory
-# (and make moto, the emulator's S3, read the whole object once per range).
-DOWNLOAD_CONFIG = TransferConfig(multipart_threshold=64 * 2**30, max_concurrency=2, io_chunksize=1 * MB)
+_CONTENT_RANGE_TOTAL = re.compile(r"/\s*(\d+)\s*$")
 CLIENT_CONFIG = Config(
     retries={"max_attempts": 5, "mode": "standard"},
     max_pool_connections=32,
@@ -142,7 +145,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class S3Reader(FileReader):
-    def __init__(self, file: dict, download_config: TransferConfig = DOWNLOAD_CONFIG):
+    def __init__(self, file: dict):
         path = file.get("s3Path") or {}
         if not path.get("bucket") or "credentials" not in file:
             raise TransferError(
@@ -154,7 +157,6 @@ class S3Reader(FileReader):
         self.sliced = bool(file.get("isSliced"))
         self.size = file.get("sizeBytes")
         self.presigned_url = file.get("url")
-        self.download_config = download_config
         self.client = s3_client(file["credentials"], file.get("region"))
 
     def slices(self) -> list[Slice]:
@@ -181,18 +183,31 @@ class S3Reader(FileReader):
         response.raise_for_status()
         return response.json()
 
-    def open(self, part: Slice) -> BinaryIO:
-        return self.open_sized(part)[0]
-
-    def open_sized(self, part: Slice) -> tuple[BinaryIO, int | None]:
+    def open_range(self, part: Slice, offset: int, version: str | None) -> RangeStream:
         bucket, key = parse_s3_url(part.url)
-        response = self.client.get_object(Bucket=bucket, Key=key)
-        return response["Body"], response.get("ContentLength")  # botocore StreamingBody: read(n), close()
-
-    def download(self, part: Slice, dest: Path, progress: Progress) -> None:
-        bucket, key = parse_s3_url(part.url)
-        # download_file streams into a temporary name and renames it: no partial file on failure
-        self.client.download_file(bucket, key, str(dest), Callback=progress, Config=self.download_config)
+        conditions = {}
+        if offset:
+            conditions["Range"] = f"bytes={offset}-"
+        if version:
+            conditions["IfMatch"] = version
+        try:
+            response = self.client.get_object(Bucket=bucket, Key=key, **conditions)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = exc.response.get("Error", {}).get("Code")
+            if version and (status in (412, 416) or code in ("PreconditionFailed", "InvalidRange")):
+                raise SliceChanged(f"S3 answered {status} {code} to If-Match {version}") from exc
+            raise
+        body = response["Body"]  # botocore StreamingBody: read(n), close(); checks its length at the end
+        etag = response.get("ETag")
+        if version and etag and etag != version:  # a server ignoring If-Match
+            body.close()
+            raise SliceChanged(f"S3 returned ETag {etag}, the read started at ETag {version}")
+        size = response.get("ContentLength") or 0
+        if offset:
+            total = _CONTENT_RANGE_TOTAL.search(response.get("ContentRange") or "")
+            size = int(total.group(1)) if total else offset + size
+        return RangeStream(body, size, etag)
 
     def is_transient(self, exc: BaseException) -> bool:
         return is_transient(exc)
@@ -293,14 +308,16 @@ class S3Adapter(StorageAdapter):
         *,
         file_config: TransferConfig = FILE_UPLOAD_CONFIG,
         stream_config: TransferConfig = STREAM_UPLOAD_CONFIG,
-        download_config: TransferConfig = DOWNLOAD_CONFIG,
     ):
         self.file_config = file_config
         self.stream_config = stream_config
-        self.download_config = download_config
 
     def reader(self, file: dict) -> S3Reader:
-        return S3Reader(file, self.download_config)
+        return S3Reader(file)
 
     def writer(self, prepared: dict) -> S3Writer:
         return S3Writer(prepared, self.file_config, self.stream_config)
+
+    def preload(self) -> None:
+        # botocore parses the S3 service model (~1 MB of JSON) on the first client of a session; do it now
+        s3_client({"AccessKeyId": "preload", "SecretAccessKey": "preload"}, None)
