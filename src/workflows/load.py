@@ -14,7 +14,9 @@ import logging
 import os
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,8 @@ MB = 2**20
 # usual 3:1): each slice is one PUT (below the multipart threshold), slices upload while the next one is compressed,
 # and the server decompresses and loads them in parallel. Smaller files go as one gzip file (fewer requests).
 SLICE_BYTES = int(os.environ.get("STORAGE_SYNC_IMPORT_SLICE_BYTES") or 96 * MB)
-SLICES_AHEAD = 2  # slices uploading or waiting while the next one is compressed (disk use ~3 slices)
+COMPRESS_WORKERS = min(2, os.cpu_count() or 1)  # slices compressed at a time
+SLICES_AHEAD = 2  # finished slices uploading or waiting (disk: about SLICES_AHEAD + COMPRESS_WORKERS + 1 slices)
 _READ_CHUNK = 4 * MB
 
 logger = logging.getLogger(__name__)
@@ -386,10 +389,10 @@ def _first_boundary(data: bytes) -> int:
     return -1
 
 
-def gzip_slices(path: Path, out_dir: Path, slice_bytes: int, chunk: int = _READ_CHUNK) -> Iterator[Path]:
-    """Yield gzip files of the CSV's records without the header, each cut after a record once it holds about
-    ``slice_bytes`` CSV bytes (a quote-aware cut: a newline inside a quoted value is not a record end). The CSV
-    is read in ``chunk``-sized pieces, so memory does not grow with the file. Always yields at least one file."""
+def record_ranges(path: Path, slice_bytes: int, chunk: int = _READ_CHUNK) -> Iterator[tuple[int, int]]:
+    """Byte ranges ``[start, end)`` of the CSV's records without its header, each cut after a record once it holds
+    about ``slice_bytes`` bytes (quote-aware: a newline inside a quoted value is not a record end). One sequential
+    pass that only counts quotes and finds newlines, in ``chunk``-sized reads. Always yields at least one range."""
     with path.open("rb") as src:
         head = b""
         while (cut := _first_boundary(head)) < 0:
@@ -398,34 +401,55 @@ def gzip_slices(path: Path, out_dir: Path, slice_bytes: int, chunk: int = _READ_
                 cut = len(head)  # a header with no record after it
                 break
             head += data
-        pending = head[cut:]
+        data, offset = head[cut:], cut  # ``data`` starts at file offset ``offset``
         del head
-        index = 0
+        start, written, odd, yielded = cut, 0, False, False
         while True:
+            if not data:
+                data = src.read(chunk)
+                if not data:
+                    break
+                offset = src.tell() - len(data)
+            if written + len(data) >= slice_bytes and (cut := _last_boundary(data, odd)) > 0:
+                yield start, offset + cut
+                yielded = True
+                start, written, odd = offset + cut, 0, False
+                data, offset = data[cut:], offset + cut
+                continue
+            written += len(data)
+            odd ^= bool(data.count(b'"') & 1)
+            data = b""
+        end = src.tell()
+        if end > start or not yielded:
+            yield start, end
+
+
+def _gzip_range(path: Path, bounds: tuple[int, int], target: Path, chunk: int) -> Path:
+    start, end = bounds
+    with path.open("rb") as src, _gzip_writer.open(target, "wb", compresslevel=GZIP_LEVEL) as out:
+        src.seek(start)
+        left = end - start
+        while left > 0:
+            data = src.read(min(chunk, left))
+            if not data:
+                raise UserException(f"The input file {path.name} changed while it was being read; run the job again.")
+            out.write(data)
+            left -= len(data)
+    return target
+
+
+def gzip_slices(
+    path: Path, out_dir: Path, slice_bytes: int, chunk: int = _READ_CHUNK, workers: int = COMPRESS_WORKERS
+) -> Iterator[Path]:
+    """Yield gzip files of the CSV's records without the header, in order (``record_ranges``), compressed
+    ``workers`` at a time (isal and zlib release the GIL). Memory holds a chunk per worker, whatever the file size;
+    disk holds the slices being compressed plus those the caller has not consumed."""
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gzip-slice") as pool:
+        running: deque[Future] = deque()
+        for index, bounds in enumerate(record_ranges(path, slice_bytes, chunk)):
             target = out_dir / f"part_{index:05d}.csv.gz"
-            written = 0
-            odd = False
-            with _gzip_writer.open(target, "wb", compresslevel=GZIP_LEVEL) as out:
-                while True:
-                    data = pending or src.read(chunk)
-                    pending = b""
-                    if not data:
-                        break
-                    if written + len(data) >= slice_bytes and (cut := _last_boundary(data, odd)) > 0:
-                        out.write(data[:cut])
-                        written += cut
-                        pending = data[cut:]
-                        break
-                    out.write(data)
-                    written += len(data)
-                    odd ^= bool(data.count(b'"') & 1)
-            if written or index == 0:
-                yield target
-            else:
-                target.unlink(missing_ok=True)
-            if not pending:
-                # either the input ended, or the slice ended exactly at a chunk end: look ahead once
-                pending = src.read(chunk)
-                if not pending:
-                    return
-            index += 1
+            running.append(pool.submit(_gzip_range, path, bounds, target, chunk))
+            if len(running) >= max(1, workers):
+                yield running.popleft().result()
+        while running:
+            yield running.popleft().result()

@@ -25,13 +25,15 @@ def _csv_bytes(rows: int, seed: int, line_end: str = "\n", trailing_newline: boo
 @pytest.mark.parametrize("line_end", ["\n", "\r\n"])
 @pytest.mark.parametrize(("slice_bytes", "chunk"), [(1, 7), (50, 13), (300, 64), (1000, 4096), (10**9, 256)])
 @pytest.mark.parametrize("trailing_newline", [True, False])
-def test_slices_are_whole_records_without_header(tmp_path, line_end, slice_bytes, chunk, trailing_newline):
+@pytest.mark.parametrize("workers", [1, 3])
+def test_slices_are_whole_records_without_header(tmp_path, line_end, slice_bytes, chunk, trailing_newline, workers):
     data = _csv_bytes(300, seed=slice_bytes + chunk, line_end=line_end, trailing_newline=trailing_newline)
     source = tmp_path / "in.csv"
     source.write_bytes(data)
     out = tmp_path / "slices"
     out.mkdir()
-    paths = list(gzip_slices(source, out, slice_bytes, chunk=chunk))
+    paths = list(gzip_slices(source, out, slice_bytes, chunk=chunk, workers=workers))
+    assert paths == sorted(paths)  # in record order, whatever finished first
     parts = [gzip.decompress(p.read_bytes()) for p in paths]
     assert all(parts)
     header_end = data.index(b"\n") + 1
