@@ -492,10 +492,15 @@ def _upsert(
     # created inside the load's transaction: a rollback discards them too
     cur.execute(f"CREATE TEMP TABLE {stage} AS SELECT {names} FROM ({source})", params)
     rows = _count(cur, f"SELECT count(*) FROM {stage}") - _dedup(cur, stage, primary_key)
+    # the stored rows with a key in the load (a join on the keys only), so row hashes are computed for at most as
+    # many stored rows as the load has: an incremental load costs what it changes, not the table's size
+    matched = quote_ident(f"matched_{handle}_{suffix}")
+    cur.execute(f"CREATE TEMP TABLE {matched} AS SELECT t.* FROM {table} AS t SEMI JOIN {stage} AS s ON {match}")
     cur.execute(
-        f"CREATE TEMP TABLE {changes} AS SELECT s.* FROM {stage} AS s ANTI JOIN {table} AS t "
+        f"CREATE TEMP TABLE {changes} AS SELECT s.* FROM {stage} AS s ANTI JOIN {matched} AS t "
         f"ON {match} AND {row_hash.format('t')} = {row_hash.format('s')}"
     )
+    cur.execute(f"DROP TABLE {matched}")
     cur.execute(f"DELETE FROM {table} AS t USING {changes} AS s WHERE {match}")
     cur.execute(
         f"INSERT INTO {table} ({names}, {quote_ident(TIMESTAMP_COLUMN)}) SELECT {names}, $ts::TIMESTAMP FROM {changes}",
