@@ -88,9 +88,10 @@ def write_report(res, out: Path) -> None:
         sync_ratio = large.wall / small.wall
         lines += [f"Ratio {res.sync_incremental[-1][0]:,} / {res.sync_incremental[0][0]:,} rows: {sync_ratio:.2f}x", ""]
 
-    # the component runs of the compared operations, and those at BENCH_BIG_ROWS
-    memory = [(op, count, size, comp) for op, rows in res.ops.items() for count, size, comp, _k, _r in rows]
-    memory += res.memory
+    # the memory runs (largest compared size and BENCH_BIG_ROWS, on a fresh emulator), else the compared runs
+    memory = res.memory or [
+        (op, count, size, comp) for op, rows in res.ops.items() for count, size, comp, _k, _r in rows
+    ]
     if memory:
         lines += [
             "## Memory flatness (component)",
