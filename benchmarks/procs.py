@@ -11,7 +11,7 @@ import os
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -25,6 +25,7 @@ class Measured:
     returncode: int
     output: str = ""
     server_s: float | None = None  # storage jobs of the run (the emulator's work): the same for every client
+    samples: list[float] = field(default_factory=list)  # wall times of all runs when this is their median
 
     @property
     def client_s(self) -> float | None:
@@ -83,3 +84,10 @@ def run_measured(label: str, argv: list[str], *, env: dict[str, str], cwd: Path,
     peak = sampled / 2**20
     text = log.read_text(errors="replace")[-3000:] if log else ""
     return Measured(label, wall, peak, proc.returncode, text)
+
+
+def median_run(runs: list[Measured]) -> Measured:
+    """The run of median wall time (odd counts), carrying the wall times of all of them."""
+    chosen = sorted(runs, key=lambda m: m.wall)[len(runs) // 2]
+    chosen.samples = [m.wall for m in runs]
+    return chosen

@@ -28,11 +28,17 @@ def _ops_table(name: str, rows) -> list[str]:
             if m is None:
                 continue
             lines.append(
-                f"| {count:,} | {size / MB:.0f} | {tool} | {m.wall:.2f} | {m.mb_s(size):.0f} | {m.peak_rss_mb:.0f} "
-                f"| {m.wall / comp.wall:.2f}x | {_num(m.server_s)} | {_num(m.client_s)} "
+                f"| {count:,} | {size / MB:.0f} | {tool} | {m.wall:.2f}{_samples(m)} | {m.mb_s(size):.0f} "
+                f"| {m.peak_rss_mb:.0f} | {m.wall / comp.wall:.2f}x | {_num(m.server_s)} | {_num(m.client_s)} "
                 f"| {_ratio(m.client_s, comp.client_s)} |"
             )
     return lines + [""]
+
+
+def _samples(m) -> str:
+    """ " (median of a / b / c)" when the figure is the median of several runs."""
+    samples = getattr(m, "samples", None) or []
+    return f" (median of {' / '.join(f'{x:.2f}' for x in samples)})" if len(samples) > 1 else ""
 
 
 def _num(value: float | None) -> str:
@@ -58,10 +64,14 @@ def write_report(res, out: Path) -> None:
             f"`config.json`), kbcstorage {_version('kbcstorage')} (`tables.export_to_file` / `tables.create`, "
             "export + create for sync), "
             "and the raw limit (minimal requests + boto3: the export job, slices read in parallel into nothing; the "
-            "component's gzip bytes uploaded with `upload_file` + the create job; slices piped S3 to S3 + load job). "
+            "component's gzip bytes uploaded with `upload_file` + the create job; slices piped S3 to S3 + load job; "
+            "it waits for jobs on the component's polling schedule). "
             "Export jobs are served from the emulator's export cache (warmed while seeding, for both parameter sets), "
             "so the compared figures measure the client side; the export job itself is in *Emulator*. "
-            "Import and sync include the emulator's load job (DuckDB) in every column."
+            "Import and sync include the emulator's load job (DuckDB) in every column; *storage jobs s* is the time "
+            "the run's storage jobs took on the emulator (the same work for every client), *client s* the rest. "
+            "Exports and incremental syncs take about a second, so each is run BENCH_REPEAT times (interleaved) and "
+            "the median is shown. The memory-flatness runs use a fresh emulator (disk)."
         ),
         "",
         "## Machine",
@@ -80,7 +90,7 @@ def write_report(res, out: Path) -> None:
         "|---:|---:|---:|",
     ]
     for rows, m in res.sync_incremental:
-        lines.append(f"| {rows:,} | {m.wall:.2f} | {m.peak_rss_mb:.0f} |")
+        lines.append(f"| {rows:,} | {m.wall:.2f}{_samples(m)} | {m.peak_rss_mb:.0f} |")
     lines.append("")
     sync_ratio = None
     if len(res.sync_incremental) >= 2:

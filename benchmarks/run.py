@@ -32,7 +32,7 @@ from isal import igzip
 
 from benchmarks import polling
 from benchmarks.datagen import COLUMNS, PRIMARY_KEY, write_csv
-from benchmarks.procs import Measured, run_measured
+from benchmarks.procs import Measured, median_run, run_measured
 from emulator import Emulator
 from storage_api.jobs import PollPolicy
 
@@ -55,6 +55,7 @@ class Settings:
     poll_reps: int
     sync_small: int
     out: Path
+    repeat: int  # runs of each export and incremental sync (the median is reported): they take about a second
     only: frozenset[str] = frozenset(("export", "import", "sync", "incremental", "memory", "polling"))
 
     def wants(self, part: str) -> bool:
@@ -71,6 +72,7 @@ class Settings:
             poll_reps=int(os.environ.get("BENCH_POLL_REPS", "2" if quick else "4")),
             sync_small=int(os.environ.get("BENCH_SYNC_SMALL", "20000" if quick else "100000")),
             out=Path(os.environ.get("BENCH_OUT", REPO / "BENCHMARKS.md")),
+            repeat=max(1, int(os.environ.get("BENCH_REPEAT", "1" if quick else "3"))),
             **({"only": frozenset(_env_list("BENCH_ONLY", "", str))} if os.environ.get("BENCH_ONLY") else {}),
         )
 
@@ -219,30 +221,39 @@ class Bench:
     def export(self, rows: int, table_id: str) -> None:
         size = self.csv[rows].stat().st_size
         log(f"export of {rows:,} rows")
-        data = self.scratch("export-component")
-        comp = self.component(
-            f"export {rows} component",
-            data,
-            {"mode": "export", "source": self.conn(self.src), "tables": [{"source": table_id}]},
-        )
-        out = data / "out" / "tables" / f"t{rows}.csv"
-        assert out.is_dir() and any(out.iterdir()), f"no sliced output in {out}"
-        gz_bytes = sum(p.stat().st_size for p in out.iterdir())
-        shutil.rmtree(data)
-        work = self.scratch("export-kbc")
-        kbc = self.worker(
-            f"export {rows} kbcstorage",
-            "kbc-export",
-            {"url": self.emu.url, "token": self.src.token, "table_id": table_id, "out_dir": str(work / "out")},
-            cwd=work,
-        )
-        shutil.rmtree(work)
-        raw = self.worker(
-            f"export {rows} raw",
-            "raw-export",
-            {"url": self.emu.url, "token": self.src.token, "table_id": table_id, "columns": COLUMNS},
-        )
-        self.results.ops.setdefault("export", []).append((rows, size, comp, kbc, raw))
+        comps, kbcs, raws = [], [], []
+        for _ in range(self.settings.repeat):  # interleaved, so a slow moment of the machine hits every tool
+            data = self.scratch("export-component")
+            comps.append(
+                self.component(
+                    f"export {rows} component",
+                    data,
+                    {"mode": "export", "source": self.conn(self.src), "tables": [{"source": table_id}]},
+                )
+            )
+            out = data / "out" / "tables" / f"t{rows}.csv"
+            assert out.is_dir() and any(out.iterdir()), f"no sliced output in {out}"
+            gz_bytes = sum(p.stat().st_size for p in out.iterdir())
+            shutil.rmtree(data)
+            work = self.scratch("export-kbc")
+            kbcs.append(
+                self.worker(
+                    f"export {rows} kbcstorage",
+                    "kbc-export",
+                    {"url": self.emu.url, "token": self.src.token, "table_id": table_id, "out_dir": str(work / "out")},
+                    cwd=work,
+                )
+            )
+            shutil.rmtree(work)
+            raws.append(
+                self.worker(
+                    f"export {rows} raw",
+                    "raw-export",
+                    {"url": self.emu.url, "token": self.src.token, "table_id": table_id, "columns": COLUMNS},
+                )
+            )
+        entry = (rows, size, median_run(comps), median_run(kbcs), median_run(raws))
+        self.results.ops.setdefault("export", []).append(entry)
         self.results.facts[f"export gz bytes {rows}"] = f"{gz_bytes / 2**20:.0f} MB"
 
     def import_(self, rows: int) -> None:
@@ -362,14 +373,18 @@ class Bench:
         self.component(f"sync {rows} full (setup)", data, self._sync_params(table_id, dest))
         (data / "in" / "state.json").write_text((data / "out" / "state.json").read_text())
         shutil.rmtree(data / "out")
-        changes = self.tmp / f"changes{rows}.csv"
-        write_csv(changes, min(CHANGED_ROWS, rows // 2), first_id=rows // 2, variant="v2-")  # updates, no new rows
-        self.emu.load_table(self.src.id, table_id, changes, incremental=True)
-        measured = self.component(f"sync {rows} incremental", data, self._sync_params(table_id, dest))
-        detail = self.emu.table_detail(self.dst.id, dest)
-        assert int(detail["rowsCount"]) == rows, detail["rowsCount"]
+        runs = []
+        for rep in range(self.settings.repeat):  # each time other values in the same 10,000 rows
+            changes = self.tmp / f"changes{rows}.csv"
+            write_csv(changes, min(CHANGED_ROWS, rows // 2), first_id=rows // 2, variant=f"v{rep + 2}-")  # updates
+            self.emu.load_table(self.src.id, table_id, changes, incremental=True)
+            runs.append(self.component(f"sync {rows} incremental", data, self._sync_params(table_id, dest)))
+            (data / "in" / "state.json").write_text((data / "out" / "state.json").read_text())
+            shutil.rmtree(data / "out")
+            detail = self.emu.table_detail(self.dst.id, dest)
+            assert int(detail["rowsCount"]) == rows, detail["rowsCount"]
         self.drop(self.dst, dest)
-        self.results.sync_incremental.append((rows, measured))
+        self.results.sync_incremental.append((rows, median_run(runs)))
 
     def memory(self, rows: int, table_id: str) -> None:
         """The component alone in each mode, for the memory-flatness table (big_rows against the largest size)."""
