@@ -381,7 +381,8 @@ class _Handler(BaseHTTPRequestHandler):
             if media is not None:
                 bucket, name = media
                 if self._authorize(bucket, name, write=False, query=query, path=parts.path):
-                    self._send_object(bucket, name, head=method == "HEAD")
+                    match = (query.get("ifGenerationMatch") or [None])[0]
+                    self._send_object(bucket, name, head=method == "HEAD", if_generation_match=match)
                 return
             upload = _UPLOAD_ROUTE.fullmatch(parts.path)
             if upload and "upload_id" in query and method in ("PUT", "POST"):
@@ -520,7 +521,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError(f"invalid object name {name!r}")
         return self.server.objects_root.joinpath(bucket, *parts)
 
-    def _send_object(self, bucket: str, name: str, *, head: bool) -> None:
+    def _send_object(self, bucket: str, name: str, *, head: bool, if_generation_match: str | None = None) -> None:
         with self.server.lock:
             obj = (self.server.storage.objects.get(bucket) or {}).get(name)
             try:
@@ -531,6 +532,11 @@ class _Handler(BaseHTTPRequestHandler):
         if stream is None:
             message = f"No such object: {bucket}/{name}"
             return self._send_json(HTTPStatus.NOT_FOUND, {"error": {"code": 404, "message": message}})
+        if if_generation_match is not None and if_generation_match != str(obj.get("generation", "")):
+            stream.close()  # GCS refuses a read pinned to another generation
+            message = "At least one of the pre-conditions you specified did not hold."
+            error = {"code": 412, "message": message, "errors": [{"reason": "conditionNotMet", "message": message}]}
+            return self._send_json(HTTPStatus.PRECONDITION_FAILED, {"error": error})
         with stream:
             size = os.fstat(stream.fileno()).st_size
             start, end = 0, size - 1
