@@ -123,6 +123,17 @@ class TableQuery:
             sort_keys=True,
         )
 
+    def selection(self) -> dict:
+        """The row and column selection as the engine's ``export`` / ``preview`` keywords."""
+        return {
+            "columns": self.columns,
+            "changed_since": self.changed_since,
+            "changed_until": self.changed_until,
+            "where_filters": self.where_filters,
+            "order_by": self.order_by,
+            "limit": self.limit,
+        }
+
     def referenced_columns(self) -> list[str]:
         cols = list(self.columns or [])
         cols += [f.column for f in self.where_filters]

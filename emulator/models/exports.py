@@ -82,17 +82,7 @@ class ExportsMixin:
         )
         file.file_type = "csv"
         with self._job_dir(job.id) as tmp:
-            slices = self.engine.export(
-                table.handle,
-                tmp,
-                columns=query.columns,
-                changed_since=query.changed_since,
-                changed_until=query.changed_until,
-                where_filters=query.where_filters,
-                order_by=query.order_by,
-                limit=query.limit,
-                gzip=query.gzip,
-            )
+            slices = self.engine.export(table.handle, tmp, **query.selection(), gzip=query.gzip)
             entries = []
             total = 0
             for path in sorted(slices, key=lambda p: p.name):
@@ -114,13 +104,5 @@ class ExportsMixin:
             table = self._table(token, table_id, "read")
         query = parse_table_query(params, export=False)
         self._check_columns(table, query.referenced_columns())
-        columns, rows = self.engine.preview(
-            table.handle,
-            columns=query.columns,
-            changed_since=query.changed_since,
-            changed_until=query.changed_until,
-            where_filters=query.where_filters,
-            order_by=query.order_by,
-            limit=query.limit,
-        )
+        columns, rows = self.engine.preview(table.handle, **query.selection())
         return query.format, list(columns), [list(r) for r in rows]
