@@ -21,7 +21,8 @@ from state import StateStore
 from storage_api import RetryPolicy, StorageClient
 from storage_api.errors import StorageApiError
 from workflows import WORKFLOWS, RunContext
-from workflows.common import DEFAULT_METADATA_PROVIDER, remove_path, storage_errors
+from workflows.context import DEFAULT_METADATA_PROVIDER, storage_errors
+from workflows.files import remove_path
 
 logger = logging.getLogger(__name__)
 NOISY_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "azure", "google")

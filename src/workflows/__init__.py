@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from workflows import export, load, sync
-from workflows.common import RunContext
+from workflows.context import RunContext
 
 WORKFLOWS: dict[str, Callable[[RunContext], None]] = {
     "export": export.run,

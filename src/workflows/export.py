@@ -16,21 +16,17 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from state import EXPORT_OVERLAP_SECONDS, job_watermark
-from workflows.common import (
-    PlannedTable,
-    Progress,
-    RunContext,
-    column_metadata_pairs,
-    copy_stream,
-    is_gzip,
-    metadata_pairs,
-    plan_tables,
-    remove_path,
-    storage_errors,
-)
+from workflows.context import RunContext, storage_errors
+from workflows.files import copy_stream, is_gzip, remove_path
+from workflows.metadata import column_metadata_pairs, metadata_pairs
+from workflows.plan import PlannedTable, plan_tables
+from workflows.progress import Progress
+
+if TYPE_CHECKING:
+    from storage_api import StorageClient
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +44,7 @@ def run(ctx: RunContext) -> None:
     logger.info("Export finished: %d table(s).", len(plans))
 
 
-def export_table(ctx: RunContext, client: Any, plan: PlannedTable) -> None:
+def export_table(ctx: RunContext, client: StorageClient, plan: PlannedTable) -> None:
     settings = plan.settings
     changed_since = None
     uses_last = bool(settings.changed_since and settings.changed_since.is_last)
@@ -101,7 +97,7 @@ def export_table(ctx: RunContext, client: Any, plan: PlannedTable) -> None:
         ctx.state.commit(plan.source_id, watermark=watermark, destination=plan.destination_id)
 
 
-def _write_sliced(client: Any, file: dict, folder: Path, progress: Progress) -> int:
+def _write_sliced(client: StorageClient, file: dict, folder: Path, progress: Progress) -> int:
     """Download the slices (kept gzipped) into ``folder``; returns the byte count."""
     folder.mkdir(parents=True)
     paths = [Path(p) for p in client.transfer.download(file, folder, progress)]
@@ -118,7 +114,9 @@ def _write_sliced(client: Any, file: dict, folder: Path, progress: Progress) -> 
     return total
 
 
-def _write_merged(client: Any, file: dict, target: Path, header: tuple[str, ...] | None, progress: Progress) -> int:
+def _write_merged(
+    client: StorageClient, file: dict, target: Path, header: tuple[str, ...] | None, progress: Progress
+) -> int:
     """Download into /tmp and stream-gunzip every slice into one CSV at ``target`` (with a header row)."""
     tmp = Path(tempfile.mkdtemp(prefix="storage-sync-export-"))
     try:

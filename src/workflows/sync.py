@@ -13,26 +13,21 @@ in the destination.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from keboola.component.exceptions import UserException
 
-from configuration import bucket_of, table_name
+from configuration import table_name
 from state import SYNC_OVERLAP_SECONDS, job_watermark
-from workflows.common import (
-    BucketEnsurer,
-    PlannedTable,
-    Progress,
-    RunContext,
-    column_metadata_pairs,
-    copy_metadata,
-    create_table_from_header,
-    metadata_pairs,
-    pk_text,
-    plan_tables,
-    result_rows,
-    storage_errors,
-)
+from workflows.context import RunContext, storage_errors
+from workflows.destination import DataFile, Destination, TableTarget, result_rows
+from workflows.files import MB
+from workflows.metadata import column_metadata_pairs, metadata_pairs
+from workflows.plan import PlannedTable, plan_tables
+from workflows.progress import Progress
+
+if TYPE_CHECKING:
+    from storage_api import StorageClient
 
 logger = logging.getLogger(__name__)
 
@@ -42,18 +37,18 @@ COPY_TAGS = ("storage-sync",)
 def run(ctx: RunContext) -> None:
     ctx.state.save()  # out/state.json exists from the start: entries of other tables are carried over
     source = ctx.source_client()
-    destination = ctx.destination_client()
+    destination_client = ctx.destination_client()
     dest_conn = ctx.config.require("destination")
     plans = plan_tables(source, ctx.config.tables, mode="sync", default_bucket=dest_conn.bucket)
-    _refuse_copy_onto_itself(ctx, source, destination, plans)
+    _refuse_copy_onto_itself(ctx, source, destination_client, plans)
     source.preload_transfer()  # the file-storage SDKs load while the first export job runs
-    if destination.provider != source.provider:
-        destination.preload_transfer()
+    if destination_client.provider != source.provider:
+        destination_client.preload_transfer()
     logger.info("Syncing %d table(s): %s", len(plans), ", ".join(f"{p.source_id} -> {p.destination_id}" for p in plans))
-    buckets = BucketEnsurer(destination)
+    destination = Destination(destination_client, metadata_provider=ctx.metadata_provider, tags=COPY_TAGS)
     incremental_runs = 0
     for plan in plans:
-        incremental_runs += sync_table(ctx, source, destination, buckets, plan)
+        incremental_runs += sync_table(ctx, source, destination, plan)
     if incremental_runs:
         logger.info(
             "Note: incremental syncs copy new and changed rows only; rows deleted in the source stay in the "
@@ -63,7 +58,9 @@ def run(ctx: RunContext) -> None:
     logger.info("Sync finished: %d table(s).", len(plans))
 
 
-def _refuse_copy_onto_itself(ctx: RunContext, source: Any, destination: Any, plans: list[PlannedTable]) -> None:
+def _refuse_copy_onto_itself(
+    ctx: RunContext, source: StorageClient, destination: StorageClient, plans: list[PlannedTable]
+) -> None:
     if ctx.config.require("source").url != ctx.config.require("destination").url:
         return
     if not any(p.source_id == p.destination_id for p in plans):
@@ -78,23 +75,21 @@ def _refuse_copy_onto_itself(ctx: RunContext, source: Any, destination: Any, pla
         )
 
 
-def sync_table(ctx: RunContext, source: Any, destination: Any, buckets: BucketEnsurer, plan: PlannedTable) -> int:
+def sync_table(ctx: RunContext, source: StorageClient, destination: Destination, plan: PlannedTable) -> int:
     """Sync one table; returns 1 when it was an incremental (changes only) sync, else 0."""
     dest_id = plan.destination_id
     pk = list(plan.primary_key)
     columns = list(plan.columns)
-
-    buckets.ensure(bucket_of(dest_id), for_table=dest_id)
-    with storage_errors("reading", dest_id):
-        existing = destination.tables.detail(dest_id)
-    if existing is not None:
-        existing_pk = list(existing.get("primaryKey") or [])
-        if sorted(existing_pk) != sorted(pk):
-            raise UserException(
-                f"Table {dest_id} has primary key [{', '.join(existing_pk)}]; the sync of {plan.source_id} needs "
-                f"[{', '.join(pk)}]; change the primary key of {dest_id} (or drop the table to recreate it), or set "
-                f"primaryKey."
-            )
+    target = TableTarget(
+        table_id=dest_id,
+        origin=f"the sync of {plan.source_id}",
+        columns=plan.columns,
+        primary_key=plan.primary_key,
+        metadata=metadata_pairs(plan.detail.get("metadata")),
+        column_metadata=column_metadata_pairs(plan.detail.get("columnMetadata"), columns),
+    )
+    prepared = destination.prepare(target)
+    existing = prepared.existing
 
     watermark = ctx.state.watermark(plan.source_id, dest_id)
     if not pk:
@@ -128,29 +123,18 @@ def sync_table(ctx: RunContext, source: Any, destination: Any, buckets: BucketEn
         new_watermark = job_watermark(result.job, SYNC_OVERLAP_SECONDS, plan.source_id)
         source_file = source.files.detail(result.file_id)
         sliced = bool(source_file.get("isSliced", True))
-        prepared = destination.files.prepare(
+        copied = destination.client.files.prepare(
             f"{table_name(dest_id)}.csv.gz",
             size_bytes=source_file.get("sizeBytes"),
             sliced=sliced,
             tags=COPY_TAGS,
         )
-        destination.transfer.copy(source_file, prepared, progress)
-        logger.info(
-            "Table %s: copied %.2f MB of slices in %.1f s.", plan.source_id, progress.bytes / 2**20, progress.elapsed
-        )
-        load_columns = columns if sliced else None
-        if existing is None:
-            logger.info("Table %s: creating it %s.", dest_id, pk_text(pk))
-            create_table_from_header(destination, dest_id, columns, pk, tags=COPY_TAGS)
-        job = destination.tables.load(dest_id, prepared["id"], incremental=incremental, columns=load_columns)
-
-    copy_metadata(
-        destination,
-        dest_id,
-        ctx.metadata_provider,
-        metadata_pairs(plan.detail.get("metadata")),
-        column_metadata_pairs(plan.detail.get("columnMetadata"), columns),
+        destination.client.transfer.copy(source_file, copied, progress)
+    logger.info("Table %s: copied %.2f MB of slices in %.1f s.", plan.source_id, progress.bytes / MB, progress.elapsed)
+    job = destination.write(prepared, DataFile(copied["id"], headerless=sliced), incremental=incremental)
+    destination.set_metadata(target)
+    ctx.state.commit(
+        plan.source_id, watermark=new_watermark, destination=dest_id, last_success=(job or {}).get("endTime")
     )
-    ctx.state.commit(plan.source_id, watermark=new_watermark, destination=dest_id, last_success=job.get("endTime"))
     logger.info(progress.summary("synced (incremental)" if incremental else "synced (full)", result_rows(job)))
     return 1 if incremental else 0

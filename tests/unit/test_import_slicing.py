@@ -1,4 +1,4 @@
-"""Import of a large plain CSV: quote-aware cutting into headerless gzip slices (workflows.load.gzip_slices)."""
+"""Import of a large plain CSV: quote-aware cutting into headerless gzip slices (workflows.csv_slicing.gzip_slices)."""
 
 import csv
 import gzip
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from workflows.load import gzip_slices
+from workflows.csv_slicing import gzip_slices
 
 
 def _csv_bytes(rows: int, seed: int, line_end: str = "\n", trailing_newline: bool = True) -> bytes:

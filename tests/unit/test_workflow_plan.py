@@ -1,4 +1,4 @@
-"""workflows/common.py planning: bucket expansion, destination ids, column and primary-key validation."""
+"""workflows/plan.py: bucket expansion, destination ids, column and primary-key validation."""
 
 import logging
 
@@ -7,7 +7,8 @@ from keboola.component.exceptions import UserException
 
 from configuration import Configuration
 from storage_api.errors import StorageApiError
-from workflows.common import describe_failure, destination_id, plan_tables
+from workflows.context import describe_failure
+from workflows.plan import destination_id, plan_tables
 
 TABLES = {
     "in.c-sales.customers": {"columns": ["id", "name", "city"], "primaryKey": ["id"], "rowsCount": 3},

@@ -1,0 +1,186 @@
+"""The destination step shared by import and sync: bucket -> existing table -> schema and primary key -> create or
+load -> metadata.
+
+It runs in two halves around the transfer: ``prepare`` (before any data moves, so a table that cannot be loaded
+fails before gigabytes are uploaded) and ``write`` (once the data file is in the destination's file storage).
+
+Primary-key policy (import and sync alike): a key the data comes with — ``primaryKey`` when configured, else the
+source table's (sync) or the input manifest's (import) — must equal an existing table's key; a mismatch is one
+sentence saying how to proceed, never a silent change of the table or a load that deduplicates by another key.
+An input manifest without a key loads into the table's own key.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keboola.component.exceptions import UserException
+
+from configuration import bucket_of, table_name
+from storage_api.errors import StorageApiError
+from workflows.context import describe_failure, storage_errors
+from workflows.files import write_header_csv
+
+if TYPE_CHECKING:
+    from storage_api import StorageClient
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TableTarget:
+    """What the destination table must look like for the data about to be loaded into it."""
+
+    table_id: str
+    origin: str  # what the data comes from, for messages: "table in.c-a.b", "input table in/tables/a.csv"
+    columns: tuple[str, ...]  # columns of the data, in order
+    primary_key: tuple[str, ...]
+    # whether an existing table must have exactly ``primary_key`` (False: an import without a stated key)
+    key_required: bool = True
+    metadata: Sequence[Mapping[str, str]] = field(default=(), repr=False)
+    column_metadata: Mapping[str, Sequence[Mapping[str, str]]] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class PreparedTable:
+    """A target whose bucket exists and whose existing table (``existing``, None when missing) fits the data."""
+
+    target: TableTarget
+    existing: Mapping[str, Any] | None = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file in the destination's file storage, ready to be loaded."""
+
+    file_id: Any
+    headerless: bool  # sliced or header-less data: loaded with ``columns``
+
+
+class Destination:
+    """One destination project. Thread-safe: each bucket is checked (and created) once per run."""
+
+    def __init__(self, client: StorageClient, *, metadata_provider: str, tags: Sequence[str]):
+        self.client = client
+        self.metadata_provider = metadata_provider
+        self.tags = tuple(tags)
+        self._buckets: dict[str, threading.Lock] = {}
+        self._known_buckets: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- before the transfer ----------------------------------------------------------------------------------
+    def prepare(self, target: TableTarget) -> PreparedTable:
+        self.ensure_bucket(bucket_of(target.table_id), for_table=target.table_id)
+        with storage_errors("reading", target.table_id):
+            existing = self.client.tables.detail(target.table_id)
+        if existing is not None:
+            self._check_primary_key(target, existing)
+        return PreparedTable(target, existing)
+
+    def ensure_bucket(self, bucket_id: str, *, for_table: str) -> None:
+        with self._lock:
+            if bucket_id in self._known_buckets:
+                return
+            bucket_lock = self._buckets.setdefault(bucket_id, threading.Lock())
+        with bucket_lock:  # tables of one bucket starting together create it once
+            if bucket_id not in self._known_buckets:
+                self._create_bucket_if_missing(bucket_id, for_table)
+                with self._lock:
+                    self._known_buckets.add(bucket_id)
+
+    def _create_bucket_if_missing(self, bucket_id: str, for_table: str) -> None:
+        with storage_errors("checking bucket", bucket_id):
+            if self.client.buckets.detail(bucket_id) is not None:
+                return
+        stage, name = bucket_id.split(".", 1)
+        logger.info("Creating bucket %s in the destination project.", bucket_id)
+        try:
+            created = self.client.buckets.create(name.removeprefix("c-"), stage)
+        except StorageApiError as exc:
+            if exc.status in (401, 403):
+                raise UserException(
+                    f"Bucket {bucket_id} (for table {for_table}) does not exist in the destination project and "
+                    f"the destination token cannot create it; create the bucket or use a token that may manage "
+                    f"buckets."
+                ) from exc
+            raise UserException(describe_failure(exc, "creating bucket", bucket_id)) from exc
+        created_id = (created or {}).get("id")
+        if created_id and created_id != bucket_id:
+            raise UserException(
+                f"Bucket {bucket_id} was created as {created_id} in the destination project; use {created_id} "
+                f"as the destination bucket."
+            )
+
+    @staticmethod
+    def _check_primary_key(target: TableTarget, existing: Mapping[str, Any]) -> None:
+        existing_pk = list(existing.get("primaryKey") or [])
+        if not target.key_required or sorted(existing_pk) == sorted(target.primary_key):
+            return
+        raise UserException(
+            f"Table {target.table_id} has primary key [{', '.join(existing_pk)}] but {target.origin} comes with "
+            f"[{', '.join(target.primary_key)}]; set primaryKey to [{', '.join(existing_pk)}], change the primary "
+            f"key of {target.table_id}, or drop the table so that it is created again."
+        )
+
+    # -- after the transfer -----------------------------------------------------------------------------------
+    def write(self, prepared: PreparedTable, data: DataFile, *, incremental: bool) -> dict | None:
+        """Create the table from the data (when missing) or load the data into it; returns the load job, or None
+        when the table was created from the file in one step."""
+        target = prepared.target
+        dest = target.table_id
+        columns = list(target.columns)
+        with storage_errors("loading", dest):
+            if prepared.existing is not None:
+                logger.info("Table %s: %s load.", dest, "incremental" if incremental else "full")
+                return self.client.tables.load(
+                    dest, data.file_id, incremental=incremental, columns=columns if data.headerless else None
+                )
+            logger.info("Table %s: creating it %s.", dest, pk_text(target.primary_key))
+            if not data.headerless:
+                self.client.tables.create(bucket_of(dest), table_name(dest), data.file_id, list(target.primary_key))
+                return None
+            # the API cannot create a table from headerless data: create it from a header, then load the data
+            self._create_empty(dest, columns, target.primary_key)
+            return self.client.tables.load(dest, data.file_id, incremental=False, columns=columns)
+
+    def _create_empty(self, table_id: str, columns: Sequence[str], primary_key: Sequence[str]) -> dict:
+        name = table_name(table_id)
+        tmp_dir = Path(tempfile.mkdtemp(prefix="storage-sync-header-"))
+        try:
+            header = write_header_csv(tmp_dir / f"{name}.header.csv.gz", columns)
+            prepared = self.client.files.prepare(
+                f"{name}.header.csv.gz", size_bytes=header.stat().st_size, tags=self.tags
+            )
+            self.client.transfer.upload(prepared, header)
+            return self.client.tables.create(bucket_of(table_id), name, prepared["id"], list(primary_key))
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+
+    def set_metadata(self, target: TableTarget) -> None:
+        metadata = [dict(m) for m in target.metadata]
+        column_metadata = {c: [dict(m) for m in pairs] for c, pairs in target.column_metadata.items()}
+        if not metadata and not column_metadata:
+            return
+        with storage_errors("setting metadata of", target.table_id):
+            self.client.tables.set_metadata(target.table_id, self.metadata_provider, metadata, column_metadata)
+
+
+def pk_text(primary_key: Sequence[str]) -> str:
+    return f"with primary key [{', '.join(primary_key)}]" if primary_key else "without a primary key"
+
+
+def result_rows(job: Mapping[str, Any] | None) -> int | None:
+    """Rows reported by an import job (``results.totalRowsCount``), if any."""
+    results = (job or {}).get("results")
+    if isinstance(results, Mapping):
+        value = results.get("totalRowsCount")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
