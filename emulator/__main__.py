@@ -3,6 +3,9 @@
 Prints exactly one JSON line to stdout, ``{"url": ..., "projects": [{"id", "name", "token"}], "env": {...}}``,
 then serves until SIGTERM/SIGINT and shuts everything down (exit code 0). ``--maintenance`` starts in maintenance
 mode; SIGUSR1 toggles maintenance mode at runtime.
+
+``python -m emulator advance-clock --url URL SECONDS`` moves the server clock of a running emulator forward
+(``POST /_emulator/clock``) and prints ``{"now", "offsetSeconds"}``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import random
 import signal
 import sys
 import threading
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 
 from .api import Emulator
@@ -102,11 +107,33 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--maintenance", action="store_true", help="start in maintenance mode (503); SIGUSR1 toggles it at runtime"
     )
     serve.add_argument("--verbose", action="store_true", help="log requests to stderr")
+    clock = sub.add_parser("advance-clock", help="move the server clock of a running emulator forward")
+    clock.add_argument("--url", required=True, help="the emulator's url (the url of the serve JSON line)")
+    clock.add_argument("seconds", type=float, help="seconds to let pass (>= 0)")
     return parser.parse_args(argv)
+
+
+def advance_clock(url: str, seconds: float) -> int:
+    """POST {url}/_emulator/clock; prints the answer ``{"now", "offsetSeconds"}`` as one JSON line."""
+    request = urllib.request.Request(
+        url.rstrip("/") + "/_emulator/clock",
+        data=json.dumps({"advanceSeconds": seconds}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            sys.stdout.write(response.read().decode() + "\n")
+    except urllib.error.HTTPError as exc:
+        sys.stderr.write(exc.read().decode() + "\n")
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.command == "advance-clock":
+        return advance_clock(args.url, args.seconds)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
     stop = threading.Event()
 

@@ -17,9 +17,11 @@ import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Self
 
+from .clock import Clock
 from .engine import TableEngine
 from .faults import FaultInjector
 from .filestorage import create_file_storage
@@ -47,6 +49,7 @@ class Emulator:
         host: str = "127.0.0.1",
         faults: str | None = None,
         share_storage_with: Emulator | None = None,
+        clock: Clock | None = None,
     ):
         self.provider = provider
         self.seed = seed
@@ -58,6 +61,8 @@ class Emulator:
         self._fault_spec = faults
         # another AWS "stack" on the same S3 endpoint (own bucket), for cross-stack tests in one client process
         self._share_storage_with = share_storage_with
+        # the server clock; a stack sharing storage with another shares its clock too (one world, one time)
+        self.clock = clock or (share_storage_with.clock if share_storage_with is not None else Clock())
         self.workdir: Path | None = None
         self.storage = None
         self.engine: TableEngine | None = None
@@ -87,7 +92,11 @@ class Emulator:
                     self.storage.start()
                 self.engine = TableEngine(self.workdir / "tables.duckdb")
                 self.backend = StorageBackend(
-                    self.engine, self.storage, self.workdir / "backend", job_delay=self._initial_job_delay
+                    self.engine,
+                    self.storage,
+                    self.workdir / "backend",
+                    job_delay=self._initial_job_delay,
+                    clock=self.clock,
                 )
                 if self._fault_spec:
                     self.faults = FaultInjector.from_spec(self._fault_spec, seed=self.seed)
@@ -159,6 +168,19 @@ class Emulator:
         self._initial_job_delay = float(seconds)
         if self.backend is not None:
             self.backend.runner.job_delay = seconds
+
+    def advance_clock(self, seconds: float) -> datetime:
+        """Let ``seconds`` pass on the server clock at once (no sleeping): job, table, file and row timestamps and
+        ``changedSince`` / relative dates all follow it. Forward only; returns the new server time (UTC)."""
+        return self.clock.advance(seconds)
+
+    def reset_clock(self) -> None:
+        """Back to real time, for isolation between tests that share one emulator (see ``Clock.reset``)."""
+        self.clock.reset()
+
+    def now(self) -> datetime:
+        """The server time (UTC), i.e. real time plus every ``advance_clock`` so far."""
+        return self.clock.now()
 
     def set_maintenance(self, enabled: bool, *, reason: str = "Scheduled maintenance", retry_after: int = 600) -> None:
         self._require_started()

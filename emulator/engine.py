@@ -185,6 +185,23 @@ class TableEngine:
             cur.execute(f"DELETE FROM {self._table(handle)}")
         self._changed(handle)
 
+    def add_column(self, handle: str, name: str) -> None:
+        """Append a VARCHAR column; the stored rows get ``''`` in it and keep their ``_timestamp``."""
+        table = self._table(handle)
+        with self._lock(handle):
+            _check_columns([*self.columns(handle), name])
+            with self._cursor() as cur:
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(name)} VARCHAR DEFAULT ''")
+            self._changed(handle)
+
+    def drop_column(self, handle: str, name: str) -> None:
+        table = self._table(handle)
+        with self._lock(handle):
+            _require_columns([name], self.columns(handle))
+            with self._cursor() as cur:
+                cur.execute(f"ALTER TABLE {table} DROP COLUMN {quote_ident(name)}")
+            self._changed(handle)
+
     def columns(self, handle: str) -> list[str]:
         self._table(handle)
         with self._cursor() as cur:

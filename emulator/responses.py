@@ -23,6 +23,7 @@ from werkzeug.wrappers import Request, Response
 
 from .errors import ValidationError
 from .models import JSON_VALUE_LIMIT, StorageBackend, Token
+from .models.parsing import parse_bool
 
 _KEY_RE = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _SEGMENT_RE = re.compile(r"\[([^\[\]]*)\]")
@@ -221,6 +222,26 @@ def delete_rows(ctx: Context, table_id: str) -> Response:
     return json_response(job, 202)
 
 
+def add_column(ctx: Context, table_id: str) -> Response:
+    params = request_params(ctx.request)
+    job = ctx.backend.add_column(
+        ctx.token,
+        table_id,
+        params.get("name"),
+        definition=params.get("definition"),
+        basetype=params.get("basetype"),
+        run_id=ctx.run_id,
+        fault=ctx.fault,
+    )
+    return json_response(job, 202)
+
+
+def delete_column(ctx: Context, table_id: str, column: str) -> Response:
+    force = parse_bool(request_params(ctx.request).get("force"), "force")
+    job = ctx.backend.delete_column(ctx.token, table_id, column, force=force, run_id=ctx.run_id, fault=ctx.fault)
+    return json_response(job, 202)
+
+
 def list_table_metadata(ctx: Context, table_id: str) -> Response:
     return json_response(ctx.backend.list_table_metadata(ctx.token, table_id))
 
@@ -282,6 +303,8 @@ HANDLERS = {
         "add_primary_key",
         "remove_primary_key",
         "delete_rows",
+        "add_column",
+        "delete_column",
         "list_table_metadata",
         "post_table_metadata",
         "delete_table_metadata",

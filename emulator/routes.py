@@ -26,6 +26,8 @@ _RULES = [
     ("/tables/<table_id>/primary-key", ["POST"], "add_primary_key"),
     ("/tables/<table_id>/primary-key", ["DELETE"], "remove_primary_key"),
     ("/tables/<table_id>/rows", ["DELETE"], "delete_rows"),
+    ("/tables/<table_id>/columns", ["POST"], "add_column"),
+    ("/tables/<table_id>/columns/<column>", ["DELETE"], "delete_column"),
     ("/tables/<table_id>/metadata", ["GET"], "list_table_metadata"),
     ("/tables/<table_id>/metadata", ["POST"], "post_table_metadata"),
     ("/tables/<table_id>/metadata/<metadata_id>", ["DELETE"], "delete_table_metadata"),

@@ -2,6 +2,8 @@
 
 For every request the application, in this order:
 
+0. serves the test-harness control endpoints under ``/_emulator`` (the server clock), before maintenance and
+   faults, without a token;
 1. answers 503 in maintenance mode (``Retry-After`` + ``{"status": "maintenance", ...}``);
 2. asks the FaultInjector ``match(method, path)``: ``status`` answers that status with the fault's body and
    ``Retry-After``; ``reset`` aborts the TCP connection without a response (RST); ``slow`` sleeps, then handles the
@@ -21,21 +23,29 @@ import socket
 import struct
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from werkzeug.exceptions import MethodNotAllowed as WzMethodNotAllowed
 from werkzeug.exceptions import NotFound as WzNotFound
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from .errors import ApplicationError, MaintenanceError, MethodNotAllowed, RouteNotFound, StorageError
+from .errors import (
+    ApplicationError,
+    MaintenanceError,
+    MethodNotAllowed,
+    RouteNotFound,
+    StorageError,
+    ValidationError,
+)
 from .models import StorageBackend, fmt_time
-from .responses import HANDLERS, Context, json_response
+from .responses import HANDLERS, Context, json_response, request_params
 from .routes import build_url_map
 
 log = logging.getLogger("emulator.server")
 
 TOKEN_HEADER = "X-StorageApi-Token"
+CONTROL_PREFIX = "/_emulator"  # test-harness endpoints (the clock), outside the API's /v2/storage
 RUN_ID_HEADER = "X-KBC-RunId"
 
 
@@ -70,7 +80,7 @@ class StorageApiApp:
     # maintenance -----------------------------------------------------------------------------------------------
     def set_maintenance(self, enabled: bool, *, reason: str = "Scheduled maintenance", retry_after: int = 600):
         if enabled:
-            end = datetime.now(UTC) + timedelta(seconds=retry_after)
+            end = self.backend.now() + timedelta(seconds=retry_after)
             self.maintenance = {"reason": reason, "retry_after": int(retry_after), "end": fmt_time(end)}
         else:
             self.maintenance = None
@@ -83,6 +93,8 @@ class StorageApiApp:
 
     def handle(self, request: Request, environ: dict) -> Response:
         try:
+            if request.path == CONTROL_PREFIX or request.path.startswith(CONTROL_PREFIX + "/"):
+                return self.control(request)
             maintenance = self.maintenance
             if maintenance is not None:
                 err = MaintenanceError(maintenance["reason"], maintenance["end"], maintenance["retry_after"])
@@ -116,6 +128,25 @@ class StorageApiApp:
             err = ApplicationError()
             log.exception("unhandled error on %s %s (exception id %s)", request.method, request.path, err.exception_id)
             return self.error_response(err)
+
+    # test-harness control (not Storage API: no token, no maintenance, no faults) --------------------------------
+    def control(self, request: Request) -> Response:
+        """``GET /_emulator/clock`` -> ``{"now", "offsetSeconds"}``; ``POST /_emulator/clock``
+        ``{"advanceSeconds": N}`` moves the server clock N seconds forward and answers the same shape."""
+        if request.path.rstrip("/") != CONTROL_PREFIX + "/clock":
+            raise RouteNotFound(request.path)
+        if request.method == "POST":
+            seconds = request_params(request).get("advanceSeconds")
+            try:
+                self.backend.clock.advance(float(seconds))
+            except (TypeError, ValueError):
+                raise ValidationError(
+                    'Invalid request:\n - advanceSeconds: "This value should be a number >= 0."'
+                ) from None
+        elif request.method != "GET":
+            raise MethodNotAllowed(request.method, ["GET", "POST"])
+        clock = self.backend.clock
+        return json_response({"now": fmt_time(clock.now()), "offsetSeconds": clock.offset_seconds})
 
     def _match_fault(self, method: str, path: str):
         if self.faults is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import AccessDenied, BucketNotFound, ValidationError
 from .entities import Bucket, Token
-from .parsing import _NAME_RE, fmt_time, parse_bool, utcnow
+from .parsing import _NAME_RE, fmt_time, parse_bool
 
 
 class BucketsMixin:
@@ -114,7 +114,7 @@ class BucketsMixin:
                 name=f"c-{name}",
                 display_name=display_name,
                 description=description,
-                created=utcnow(),
+                created=self.now(),
             )
             project.buckets[bucket_id] = bucket
             if not token.is_master:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+from datetime import datetime
 from pathlib import Path
 
+from ..clock import Clock
 from ..engine import TableEngine
 from ..filestorage import FileStorage
 from ..jobs import Job, JobRunner
 from .entities import Project, Token
-from .parsing import utcnow
 
 _DEFAULT_REGIONS = {"aws": "us-east-1", "azure": "northeurope", "gcp": "us-east4"}
 
@@ -26,7 +27,9 @@ class BackendCore:
         job_delay: float = 0.0,
         base_url: str = "http://localhost",
         region: str | None = None,
+        clock: Clock | None = None,
     ):
+        self.clock = clock or Clock()
         self.engine = engine
         self.storage = storage
         self.workdir = Path(workdir)
@@ -39,7 +42,11 @@ class BackendCore:
         self.tokens_by_id: dict[int, Token] = {}
         self.jobs: dict[int, Job] = {}
         self._seq = {"project": 0, "token": 0, "file": 0, "job": 0, "table": 0, "metadata": 0}
-        self.runner = JobRunner(job_delay=job_delay, clock=utcnow)
+        self.runner = JobRunner(job_delay=job_delay, clock=self.now)
+
+    def now(self) -> datetime:
+        """Server time (the stack's ``Clock``): every timestamp of the API comes from here."""
+        return self.clock.now()
 
     def _next(self, kind: str) -> int:
         with self.lock:

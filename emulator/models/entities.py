@@ -36,6 +36,7 @@ class Project:
     buckets: dict[str, Bucket] = field(default_factory=dict)
     files: dict[int, StoredFile] = field(default_factory=dict)
     export_cache: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    tables_created: dict[str, datetime] = field(default_factory=dict)  # table id -> ``created`` of its last table
 
 
 @dataclass

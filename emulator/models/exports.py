@@ -16,7 +16,7 @@ class ExportsMixin:
     def export_async(self, token: Token, table_id: str, params: dict, *, run_id=None, fault=None) -> dict:
         with self.lock:
             table = self._table(token, table_id, "read")
-        query = parse_table_query(params, export=True)
+        query = parse_table_query(params, export=True, now=self.now())
         job = self._new_job(
             token,
             "tableExport",
@@ -102,7 +102,7 @@ class ExportsMixin:
         """Returns ``(format, columns, rows)``."""
         with self.lock:
             table = self._table(token, table_id, "read")
-        query = parse_table_query(params, export=False)
+        query = parse_table_query(params, export=False, now=self.now())
         self._check_columns(table, query.referenced_columns())
         columns, rows = self.engine.preview(table.handle, **query.selection())
         return query.format, list(columns), [list(r) for r in rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import AccessDenied, FileNotFound, ValidationError
 from .entities import Project, StoredFile, Token
-from .parsing import _as_list, fmt_time, parse_bool, parse_int, sanitize_file_name, utcnow
+from .parsing import _as_list, fmt_time, parse_bool, parse_int, sanitize_file_name
 
 UPLOAD_MAX_AGE_DAYS = 15
 FILES_DEFAULT_LIMIT = 100
@@ -29,7 +29,7 @@ class FilesMixin:
         register: bool = True,
     ) -> StoredFile:
         file_id = self._next("file")
-        now = utcnow()
+        now = self.now()
         safe_name = sanitize_file_name(name)
         if key_prefix is None:
             exp = f"exp-{max_age_days}" if max_age_days else "permanent"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ..errors import JobNotFound
 from ..jobs import Job
 from .entities import Token
-from .parsing import fmt_time, parse_int, utcnow
+from .parsing import fmt_time, parse_int
 
 JOBS_DEFAULT_LIMIT = 100
 
@@ -20,7 +20,7 @@ class JobRecordsMixin:
             operation_name=operation,
             table_id=table_id,
             operation_params=operation_params,
-            created_time=utcnow(),
+            created_time=self.now(),
             creator_token={"id": str(token.id), "description": token.description},
             run_id=run_id or None,
         )

@@ -12,10 +12,18 @@ from pathlib import Path
 from ..errors import BucketNotFound, ColumnsNotMatch, FileNotFound, ValidationError
 from ..jobs import Job
 from .entities import Bucket, Project, StoredFile, Table, Token
-from .parsing import _as_list, _csv_options, parse_bool, parse_int, sanitize_column_name, sanitize_file_name, utcnow
+from .parsing import (
+    MAX_COLUMN_NAME_LENGTH,
+    _as_list,
+    _csv_options,
+    checked_column_name,
+    parse_bool,
+    parse_int,
+    sanitize_column_name,
+    sanitize_file_name,
+)
 
 _COLUMN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
-_MAX_COLUMN_LENGTH = 64
 _FETCH_THREADS = 4
 
 
@@ -114,13 +122,9 @@ class LoadsMixin:
                 )
             columns = []
             for raw in header:
-                column = sanitize_column_name(raw)
-                if not column or len(column) > _MAX_COLUMN_LENGTH:
-                    raise ValidationError(
-                        f'Invalid column name "{raw}": a column name must contain an alphanumeric character and be '
-                        f"at most {_MAX_COLUMN_LENGTH} characters long.",
-                        code="storage.tables.validation.invalidColumnName",
-                    )
+                column = checked_column_name(
+                    raw, sanitize_column_name(raw), "storage.tables.validation.invalidColumnName"
+                )
                 if column in columns:
                     raise ValidationError(
                         f'Duplicate column name "{column}" (after sanitizing "{raw}").',
@@ -139,7 +143,7 @@ class LoadsMixin:
                     raise BucketNotFound(bucket.id)
                 self._check_table_name_free(bucket, name)
                 handle = f"t{self._next('table')}"
-            now = utcnow()
+                now = self._creation_time(project, f"{bucket.id}.{name}")
             self.engine.create(handle, columns)
             try:
                 self.engine.load(
@@ -316,7 +320,9 @@ class LoadsMixin:
                         code="storage.tables.validation.duplicateColumn",
                     )
                 seen.add(column)
-                if column not in table.columns and (not _COLUMN_RE.match(column) or len(column) > _MAX_COLUMN_LENGTH):
+                if column not in table.columns and (
+                    not _COLUMN_RE.match(column) or len(column) > MAX_COLUMN_NAME_LENGTH
+                ):
                     missing = [c for c in table.columns if c not in file_columns]
                     if missing:
                         raise self._columns_not_match(missing, table.columns, delimiter)
@@ -325,7 +331,7 @@ class LoadsMixin:
                         "allowed and the name must not start with an underscore.",
                         code="storage.tables.validation.invalidColumnName",
                     )
-            now = utcnow()
+            now = self.now()
             try:
                 result = self.engine.load(
                     table.handle,

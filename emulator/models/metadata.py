@@ -7,7 +7,7 @@ import json
 from .. import errors
 from ..errors import ValidationError
 from .entities import Token
-from .parsing import _as_list, _str, fmt_time, utcnow
+from .parsing import _as_list, _str, fmt_time
 
 
 class MetadataMixin:
@@ -46,7 +46,7 @@ class MetadataMixin:
                     f'Columns {", ".join(unknown)} do not exist in the table "{table.id}".',
                     code="storage.tables.validation.columnNotExists",
                 )
-            now = fmt_time(utcnow())
+            now = fmt_time(self.now())
             for key, value in items:
                 self._upsert_metadata(table.metadata, provider, key, value, now)
             for col, pairs in col_items.items():

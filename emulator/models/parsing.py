@@ -16,11 +16,9 @@ PREVIEW_MAX_LIMIT = 1000
 PREVIEW_DEFAULT_LIMIT = 100
 WHERE_OPERATORS = ("eq", "ne")
 FILTER_OPERATORS = ("eq", "ne", "gt", "ge", "lt", "le")
+FILTER_DATA_TYPES = ("INTEGER", "DOUBLE", "BIGINT", "REAL", "DECIMAL")  # whereFilters[].dataType (APIB)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+MAX_COLUMN_NAME_LENGTH = 64
 
 
 def fmt_time(value: datetime | None) -> str | None:
@@ -40,6 +38,26 @@ def sanitize_column_name(name: str) -> str:
     ``_x`` -> ``x`` (PHPT ``testTableColumnNamesSanitize``)."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
     return re.sub(r"[^A-Za-z0-9_]", "_", ascii_name).lstrip("_")
+
+
+def webalize_column_name(name: str) -> str:
+    """Column name of ``POST tables/{id}/columns``: ``_abc-def----ghi_`` -> ``abc_def_ghi``, ``žluťoučký    kůň``
+    -> ``zlutoucky_kun``, ``lot__of_____underscores____`` -> ``lot__of_____underscores`` (PHPT
+    ``AlterTableTest::testTableColumnNameShouldBeWebalized``): a run of other characters becomes one ``_``,
+    underscores are kept, leading and trailing ones stripped."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^A-Za-z0-9_]+", "_", ascii_name).strip("_")
+
+
+def checked_column_name(raw: str, column: str, code: str) -> str:
+    """``column`` (the sanitized ``raw``) if it is a valid column name, else a ValidationError with ``code``."""
+    if not column or len(column) > MAX_COLUMN_NAME_LENGTH:
+        raise ValidationError(
+            f'Invalid column name "{raw}": a column name must contain an alphanumeric character and be at most '
+            f"{MAX_COLUMN_NAME_LENGTH} characters long.",
+            code=code,
+        )
+    return column
 
 
 def sanitize_file_name(name: str) -> str:
@@ -89,11 +107,11 @@ _RELATIVE_RE = re.compile(
 _UNIT_SECONDS = {"sec": 1, "min": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 30 * 86400}
 
 
-def parse_time(value, name: str, now: datetime | None = None) -> datetime | None:
-    """A unix timestamp, an ISO-8601 date or a relative strtotime-like string (``-2 days``, ``-1 hour``)."""
+def parse_time(value, name: str, now: datetime) -> datetime | None:
+    """A unix timestamp, an ISO-8601 date or a relative strtotime-like string (``-2 days``, ``-1 hour``, relative
+    to ``now``, the server clock)."""
     if value is None or value == "":
         return None
-    now = now or utcnow()
     text = str(value).strip()
     if re.fullmatch(r"-?\d+(\.\d+)?", text):
         return datetime.fromtimestamp(float(text), UTC)
@@ -163,10 +181,19 @@ def _csv_options(params: dict) -> tuple[str, str, str]:
 
 
 def _filter_json(f: WhereFilter) -> dict:
-    return {"column": f.column, "operator": f.operator, "values": list(f.values)}
+    data = {"column": f.column, "operator": f.operator, "values": list(f.values)}
+    if f.data_type:
+        data["dataType"] = f.data_type
+    return data
 
 
-def parse_where(params: dict) -> list[WhereFilter]:
+def parse_where(
+    params: dict, *, operators: tuple[str, ...] = FILTER_OPERATORS, require_values=False
+) -> list[WhereFilter]:
+    """``whereColumn`` + ``whereValues[]`` + ``whereOperator`` (deprecated) and ``whereFilters[]`` -> filters (ANDed).
+
+    ``operators``: what ``whereFilters[].operator`` may be (rows delete: eq, ne only). ``require_values``: a
+    ``whereColumn`` without ``whereValues`` is refused (rows delete, PHPT ``DeleteRowsTest``)."""
     filters: list[WhereFilter] = []
     where_column = params.get("whereColumn")
     if where_column not in (None, ""):
@@ -177,39 +204,64 @@ def parse_where(params: dict) -> list[WhereFilter]:
                 code="storage.tables.validation",
             )
         values = params.get("whereValues")
+        if require_values and values in (None, "", []):
+            raise ValidationError(
+                'Invalid request:\n - whereColumn: "To use "whereColumn" specify "whereValues"."',
+                code="validation.failed",
+            )
         values = [values] if isinstance(values, str) else _as_list(values, "whereValues")
         filters.append(WhereFilter(column=str(where_column), operator=operator, values=[_str(v) for v in values]))
     raw_filters = params.get("whereFilters")
     if raw_filters not in (None, ""):
         for index, item in enumerate(_as_list(raw_filters, "whereFilters")):
-            prefix = f"whereFilters[{index}]"
-            if not isinstance(item, dict):
-                raise ValidationError(
-                    f'Invalid request:\n - {prefix}: "This value should be of type array."',
-                    code="storage.tables.validation",
-                )
-            problems = []
-            if item.get("column") in (None, ""):
-                problems.append(f' - {prefix}[column]: "This field is missing."')
-            if "values" not in item or item.get("values") is None:
-                problems.append(f' - {prefix}[values]: "This field is missing."')
-            operator = item.get("operator") or "eq"
-            if operator not in FILTER_OPERATORS:
-                problems.append(
-                    f' - {prefix}[operator]: "The value you selected is not a valid choice. '
-                    f'Allowed: {", ".join(FILTER_OPERATORS)}."'
-                )
-            if problems:
-                raise ValidationError("Invalid request:\n" + "\n".join(problems), code="storage.tables.validation")
-            values = item["values"]
-            values = [values] if isinstance(values, str | int | float) else _as_list(values, f"{prefix}[values]")
-            if not values:
-                raise ValidationError(
-                    f'Invalid request:\n - {prefix}[values]: "This collection should contain 1 element or more."',
-                    code="storage.tables.validation",
-                )
-            filters.append(WhereFilter(column=str(item["column"]), operator=operator, values=[_str(v) for v in values]))
+            filters.append(_parse_filter(index, item, operators))
     return filters
+
+
+def _parse_filter(index: int, item, operators: tuple[str, ...]) -> WhereFilter:
+    prefix = f"whereFilters[{index}]"
+    if not isinstance(item, dict):
+        raise ValidationError(
+            f'Invalid request:\n - {prefix}: "This value should be of type array."', code="storage.tables.validation"
+        )
+    for source in ("valuesByTableInWorkspace", "valuesByTableInStorage"):
+        if source in item:
+            raise ValidationError(
+                f"{prefix}[{source}] is not supported by the emulator (no workspaces); use values.",
+                code="storage.tables.validation",
+            )
+    problems = []
+    if item.get("column") in (None, ""):
+        problems.append(f' - {prefix}[column]: "This field is missing."')
+    if "values" not in item or item.get("values") is None:
+        problems.append(f' - {prefix}[values]: "This field is missing."')
+    operator = item.get("operator") or "eq"
+    if operator not in operators:
+        problems.append(
+            f' - {prefix}[operator]: "The value you selected is not a valid choice. Allowed: {", ".join(operators)}."'
+        )
+    data_type = item.get("dataType")
+    if data_type in (None, ""):
+        data_type = None
+    elif not isinstance(data_type, str) or data_type.upper() not in FILTER_DATA_TYPES:
+        problems.append(
+            f' - {prefix}[dataType]: "The value you selected is not a valid choice. '
+            f'Allowed: {", ".join(FILTER_DATA_TYPES)}."'
+        )
+    else:
+        data_type = data_type.upper()
+    if problems:
+        raise ValidationError("Invalid request:\n" + "\n".join(problems), code="storage.tables.validation")
+    values = item["values"]
+    values = [values] if isinstance(values, str | int | float) else _as_list(values, f"{prefix}[values]")
+    if not values:
+        raise ValidationError(
+            f'Invalid request:\n - {prefix}[values]: "This collection should contain 1 element or more."',
+            code="storage.tables.validation",
+        )
+    return WhereFilter(
+        column=str(item["column"]), operator=operator, values=[_str(v) for v in values], data_type=data_type
+    )
 
 
 def _str(value) -> str:
@@ -240,8 +292,7 @@ def parse_order_by(params: dict) -> list[OrderBy]:
     return result
 
 
-def parse_table_query(params: dict, *, export: bool) -> TableQuery:
-    now = utcnow()
+def parse_table_query(params: dict, *, export: bool, now: datetime) -> TableQuery:
     fmt = params.get("format") or "rfc"
     if fmt not in ("rfc", "json"):
         raise ValidationError(

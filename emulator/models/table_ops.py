@@ -1,11 +1,21 @@
-"""Table changes that load no file: primary key add / remove and rows delete (each a storage job)."""
+"""Table changes that load no file: primary key add / remove, rows delete, column add / delete (each a storage
+job)."""
 
 from __future__ import annotations
 
 from ..errors import ValidationError
 from ..jobs import Job
-from .entities import TableQuery, Token
-from .parsing import _as_list, _filter_json, parse_time, parse_where, utcnow
+from .entities import Table, TableQuery, Token
+from .parsing import (
+    WHERE_OPERATORS,
+    _as_list,
+    _filter_json,
+    checked_column_name,
+    parse_bool,
+    parse_time,
+    parse_where,
+    webalize_column_name,
+)
 
 
 class TableOpsMixin:
@@ -46,7 +56,7 @@ class TableOpsMixin:
                 )
             with self.lock:
                 table.primary_key = list(columns)
-                table.last_change_date = utcnow()
+                table.last_change_date = self.now()
 
         return self._submit(job, work, key=table.id)
 
@@ -59,49 +69,128 @@ class TableOpsMixin:
             self._live_table(table)
             with self.lock:
                 table.primary_key = []
-                table.last_change_date = utcnow()
+                table.last_change_date = self.now()
 
         return self._submit(job, work, key=table.id)
 
     def delete_rows(self, token: Token, table_id: str, params: dict, *, run_id=None, fault=None) -> dict:
+        """``DELETE tables/{id}/rows`` (addendum §2): whereFilters (eq / ne, ANDed), the deprecated whereColumn,
+        changedSince / changedUntil on ``_timestamp``; no filter at all truncates only with ``allowTruncate``."""
         with self.lock:
             table = self._table(token, table_id, "write")
-        now = utcnow()
+        now = self.now()
         query = TableQuery(
             changed_since=parse_time(params.get("changedSince"), "changedSince", now),
             changed_until=parse_time(params.get("changedUntil"), "changedUntil", now),
-            where_filters=parse_where(params),
+            where_filters=parse_where(params, operators=WHERE_OPERATORS, require_values=True),
         )
-        job = self._new_job(
-            token,
-            "tableRowsDelete",
-            table.id,
-            {
-                "queue": "main",
-                "params": {
-                    "changedSince": params.get("changedSince"),
-                    "changedUntil": params.get("changedUntil"),
-                    "whereFilters": [_filter_json(f) for f in query.where_filters],
-                },
-            },
-            run_id,
-            fault,
-        )
+        allow_truncate = parse_bool(params.get("allowTruncate"), "allowTruncate")
+        unfiltered = not query.where_filters and query.changed_since is None and query.changed_until is None
+        if unfiltered and not allow_truncate:
+            raise ValidationError(
+                "No filters have been specified, which will truncate the table, but the `allowTruncate` parameter "
+                "was not set.",
+                code="storage.tables.validation.unintendedTruncation",
+            )
+        request = {
+            "changedSince": params.get("changedSince") or None,
+            "changedUntil": params.get("changedUntil") or None,
+            "whereFilters": [_filter_json(f) for f in query.where_filters],
+        }
+        job = self._new_job(token, "tableRowsDelete", table.id, {"queue": "main", "request": request}, run_id, fault)
 
         def work(job: Job) -> dict:
             self._live_table(table)
-            self._check_columns(table, [f.column for f in query.where_filters])
+            for flt in query.where_filters:
+                if flt.column not in table.columns:
+                    raise ValidationError(
+                        f'Filter validation: Cannot filter by column "{flt.column}", column does not exist',
+                        code="storage.tables.columnNotExists",
+                    )
             deleted = self.engine.delete_rows(
                 table.handle,
                 where_filters=query.where_filters,
                 changed_since=query.changed_since,
                 changed_until=query.changed_until,
             )
-            rows, size = self.engine.stats(table.handle)
-            with self.lock:
-                table.rows_count, table.data_size_bytes = rows, size
-                table.last_change_date = utcnow()
-                table.data_version += 1
+            self._table_changed(table)
             return {"deletedRows": deleted}
 
         return self._submit(job, work, key=table.id)
+
+    # columns ------------------------------------------------------------------------------------------------
+    def add_column(
+        self, token: Token, table_id: str, name, *, definition=None, basetype=None, run_id=None, fault=None
+    ) -> dict:
+        """``POST tables/{id}/columns`` (addendum §4) on an untyped table: ``name`` is webalized and appended;
+        ``definition`` / ``basetype`` are for typed tables only (the emulator has none)."""
+        with self.lock:
+            table = self._table(token, table_id, "write")
+        if not isinstance(name, str):
+            raise ValidationError(
+                'Invalid request:\n - name: "This field is missing."', code="storage.tables.validation"
+            )
+        for field, value in (("definition", definition), ("basetype", basetype)):
+            if value is not None:  # untyped table (PHPT testAddTypedColumnOnNonTypedTable)
+                raise ValidationError(
+                    f"Invalid parameters - {field}: This field was not expected.", code="storage.tables.validation"
+                )
+        column = checked_column_name(name, webalize_column_name(name), "storage.tables.invalidColumnName")
+        job = self._new_job(token, "tableColumnAdd", table.id, {"name": column, "queue": "main"}, run_id, fault)
+
+        def work(job: Job) -> None:
+            self._live_table(table)
+            clash = next((c for c in table.columns if c.lower() == column.lower()), None)
+            if clash is not None:
+                raise ValidationError(
+                    f'Column "{clash}" already exists in table "{table.id}".', code="storage.tables.columnAlreadyExists"
+                )
+            self.engine.add_column(table.handle, column)
+            with self.lock:
+                table.columns.append(column)
+            self._table_changed(table)
+
+        return self._submit(job, work, key=table.id)
+
+    def delete_column(self, token: Token, table_id: str, name: str, *, force: bool = False, run_id=None, fault=None):
+        """``DELETE tables/{id}/columns/{name}`` (addendum §4): not a primary key column, not the last column.
+        ``force`` also drops the column from auto-sync aliases; the emulator has no aliases, so it changes
+        nothing else."""
+        with self.lock:
+            table = self._table(token, table_id, "write")
+        job = self._new_job(
+            token, "tableColumnDelete", table.id, {"name": name, "force": force, "queue": "main"}, run_id, fault
+        )
+
+        def work(job: Job) -> None:
+            self._live_table(table)
+            if name not in table.columns:
+                raise ValidationError(
+                    f'Column "{name}" does not exist in table "{table.id}".', code="storage.tables.columnNotExists"
+                )
+            if name in table.primary_key:
+                raise ValidationError(
+                    f'Cannot delete column "{name}": it is part of the primary key of table "{table.id}". '
+                    "Remove the primary key first.",
+                    code="storage.tables.cannotDeletePrimaryKeyColumn",
+                )
+            if len(table.columns) == 1:
+                raise ValidationError(
+                    f'Cannot delete column "{name}": it is the last column of table "{table.id}".',
+                    code="storage.tables.cannotDeleteLastColumn",
+                )
+            self.engine.drop_column(table.handle, name)
+            with self.lock:
+                table.columns.remove(name)
+                table.column_metadata.pop(name, None)
+            self._table_changed(table)
+
+        return self._submit(job, work, key=table.id)
+
+    def _table_changed(self, table: Table) -> None:
+        """After a change of the stored rows or columns: size, lastChangeDate, a new data version (export cache)."""
+        rows, size = self.engine.stats(table.handle)
+        with self.lock:
+            table.rows_count, table.data_size_bytes = rows, size
+            table.last_change_date = self.now()
+            table.data_version += 1

@@ -7,7 +7,7 @@ import string
 
 from ..errors import AccessDenied, InvalidToken, MissingToken
 from .entities import Project, Token
-from .parsing import fmt_time, php_map, utcnow
+from .parsing import fmt_time, php_map
 
 LEVELS = {"read": 1, "write": 2, "manage": 3}
 
@@ -15,7 +15,7 @@ LEVELS = {"read": 1, "write": 2, "manage": 3}
 class TokensMixin:
     def create_project(self, name: str) -> tuple[Project, Token]:
         with self.lock:
-            project = Project(id=self._next("project"), name=name, created=utcnow())
+            project = Project(id=self._next("project"), name=name, created=self.now())
             self.projects[project.id] = project
             master = self._new_token(
                 project,
@@ -33,7 +33,7 @@ class TokensMixin:
         token_id = self._next("token")
         alphabet = string.ascii_letters + string.digits
         secret = f"{project.id}-{token_id}-" + "".join(secrets.choice(alphabet) for _ in range(40))
-        token = Token(id=token_id, project_id=project.id, secret=secret, created=utcnow(), **kwargs)
+        token = Token(id=token_id, project_id=project.id, secret=secret, created=self.now(), **kwargs)
         self.tokens[secret] = token
         self.tokens_by_id[token_id] = token
         return token

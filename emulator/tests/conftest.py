@@ -31,11 +31,13 @@ def emu():
 
 @pytest.fixture(autouse=True)
 def _reset_emulator(emu):
-    """Every test starts with no faults, no job delay and no maintenance, whatever the previous one did."""
+    """Every test starts with no faults, no job delay, no maintenance and the real time, whatever the previous one
+    did."""
     yield
     emu.faults.clear()
     emu.job_delay = 0.0
     emu.set_maintenance(False)
+    emu.reset_clock()
 
 
 @pytest.fixture

@@ -85,6 +85,21 @@ def test_cli_serve_seed_demo_and_sigterm(tmp_path):
         other = {"X-StorageApi-Token": info["projects"][1]["token"]}
         assert requests.get(info["url"] + "/v2/storage/tables", headers=other, timeout=10).json() == []
         assert _port_open(info["url"]) and _port_open(info["env"]["AWS_ENDPOINT_URL_S3"])
+        # advance-clock moves the server clock of the running emulator (POST /_emulator/clock)
+        moved = subprocess.run(
+            [sys.executable, "-m", "emulator", "advance-clock", "--url", info["url"], "7200"],
+            cwd=ROOT,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert moved.returncode == 0, moved.stderr
+        assert json.loads(moved.stdout)["offsetSeconds"] == 7200
+        created = requests.post(
+            info["url"] + "/v2/storage/buckets", json={"name": "later"}, headers=headers, timeout=10
+        )
+        assert created.json()["created"] >= json.loads(moved.stdout)["now"]  # same +0000 format: text order is time
         # SIGUSR1 toggles maintenance mode
         proc.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + 10

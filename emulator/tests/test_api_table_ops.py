@@ -1,10 +1,8 @@
-"""Primary key add/remove, rows delete, table metadata."""
+"""Primary key add/remove, table metadata (rows delete: test_api_rows_delete.py, columns: test_api_columns.py)."""
 
 from __future__ import annotations
 
 import pytest
-
-from .conftest import rows_set
 
 TABLE = "in.c-main.t"
 
@@ -53,44 +51,6 @@ def test_primary_key_unknown_column_and_missing(api, table):
     job = api.job_post(f"/tables/{table}/primary-key", json={"columns": ["nope"]})
     assert job["status"] == "error"
     assert api.post(f"/tables/{table}/primary-key", json={}).status_code == 400
-
-
-def test_delete_rows_where_filters(api, table):
-    resp = api.delete(
-        f"/tables/{table}/rows", json={"whereFilters": [{"column": "c", "operator": "eq", "values": ["x"]}]}
-    )
-    assert resp.status_code == 202
-    job = api.wait(resp.json())
-    assert job["operationName"] == "tableRowsDelete"
-    assert job["status"] == "success", job
-    assert job["results"] == {"deletedRows": 2}
-    assert rows_set(api.preview_rows(table)) == rows_set([{"id": "2", "name": "b", "c": "y"}])
-    assert api.get(f"/tables/{table}").json()["rowsCount"] == 1
-
-
-def test_delete_rows_query_string_and_all(api, table):
-    resp = api.delete(f"/tables/{table}/rows", params={"whereColumn": "name", "whereValues[]": "b"})
-    assert api.wait(resp.json())["results"] == {"deletedRows": 2}
-    resp = api.delete(f"/tables/{table}/rows")
-    assert api.wait(resp.json())["results"] == {"deletedRows": 1}
-    assert api.preview_rows(table) == []
-
-
-def test_delete_rows_changed_since(api, table):
-    resp = api.delete(f"/tables/{table}/rows", data={"changedUntil": "-1 day"})
-    assert api.wait(resp.json())["results"] == {"deletedRows": 0}
-    resp = api.delete(f"/tables/{table}/rows", data={"changedSince": "-1 hour"})
-    assert api.wait(resp.json())["results"] == {"deletedRows": 3}
-
-
-def test_delete_rows_bad_filter(api, table):
-    resp = api.delete(f"/tables/{table}/rows", json={"whereFilters": [{"column": "c"}]})
-    assert resp.status_code == 400
-    job = api.wait(
-        api.delete(f"/tables/{table}/rows", json={"whereFilters": [{"column": "nope", "values": ["1"]}]}).json()
-    )
-    assert job["status"] == "error"
-    assert job["error"]["code"] == "storage.tables.validation.columnNotExists"
 
 
 def test_table_metadata(api, table):

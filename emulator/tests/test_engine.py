@@ -90,6 +90,22 @@ def test_create_columns_drop(engine):
         engine.columns("t1")
 
 
+def test_add_and_drop_column_keep_rows_and_timestamps(engine, people, tmp_path):
+    before = engine.preview(people, changed_since=T0, changed_until=T1)[1]
+    engine.add_column(people, "city")
+    assert engine.columns(people) == ["id", "name", "age", "city"]
+    assert engine.preview(people, columns=["city"], limit=1)[1] == [[""]]
+    with pytest.raises(ValidationError):
+        engine.add_column(people, "CITY")  # DuckDB names are case-insensitive, so are Keboola's
+    engine.drop_column(people, "age")
+    assert engine.columns(people) == ["id", "name", "city"]
+    after = engine.preview(people, changed_since=T0, changed_until=T1)[1]
+    assert len(before) == 5
+    assert sorted(r[:2] for r in after) == sorted(r[:2] for r in before)  # same rows, same _timestamp window
+    with pytest.raises(ValidationError):
+        engine.drop_column(people, "age")
+
+
 @pytest.mark.parametrize("columns", [["a", "A"], ["a", "_timestamp"], []])
 def test_create_rejects_bad_columns(engine, columns):
     with pytest.raises(ValidationError):
