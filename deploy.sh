@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Push the component image to Keboola's registry and, for a semver tag, make it the component's version.
+# Push the component image to Keboola's registry and, for a semver tag, make it the component's version and push
+# the Developer Portal properties (component_config/ and the sync actions: scripts/developer_portal/update_properties.sh).
 #
 # Usage: deploy.sh <tag> [local image]     e.g. deploy.sh 1.4.0 keboola-storage-sync:latest
 # Environment (credentials only from here): KBC_DEVELOPERPORTAL_USERNAME, KBC_DEVELOPERPORTAL_PASSWORD,
 # KBC_DEVELOPERPORTAL_VENDOR, KBC_DEVELOPERPORTAL_APP, PORTAL_CLI_IMAGE. The registry comes from the Developer
-# Portal CLI.
+# Portal CLI. DOCKER (default docker) may name podman instead.
 set -euo pipefail
 
 TAG="${1:?usage: deploy.sh <tag> [local image]}"
@@ -17,15 +18,18 @@ LOCAL_IMAGE="${2:-keboola-storage-sync:latest}"
 : "${KBC_DEVELOPERPORTAL_VENDOR:?KBC_DEVELOPERPORTAL_VENDOR is not set}"
 : "${KBC_DEVELOPERPORTAL_APP:?KBC_DEVELOPERPORTAL_APP is not set}"
 
+DOCKER="${DOCKER:-docker}"
+export DOCKER PORTAL_CLI_IMAGE
+
 portal() {
     # credentials are passed by name (-e VAR), never on the command line
-    docker run --rm \
+    "${DOCKER}" run --rm \
         -e KBC_DEVELOPERPORTAL_USERNAME \
         -e KBC_DEVELOPERPORTAL_PASSWORD \
         "${PORTAL_CLI_IMAGE}" "$@"
 }
 
-docker pull --quiet "${PORTAL_CLI_IMAGE}" >/dev/null
+"${DOCKER}" pull --quiet "${PORTAL_CLI_IMAGE}" >/dev/null
 
 REPOSITORY="$(portal ecr:get-repository "${KBC_DEVELOPERPORTAL_VENDOR}" "${KBC_DEVELOPERPORTAL_APP}")"
 if [[ -z "${REPOSITORY}" ]]; then
@@ -35,14 +39,15 @@ fi
 # ecr:get-login prints a `docker login ...` command for that repository's registry
 eval "$(portal ecr:get-login "${KBC_DEVELOPERPORTAL_VENDOR}" "${KBC_DEVELOPERPORTAL_APP}")"
 
-docker tag "${LOCAL_IMAGE}" "${REPOSITORY}:${TAG}"
-docker push "${REPOSITORY}:${TAG}"
+"${DOCKER}" tag "${LOCAL_IMAGE}" "${REPOSITORY}:${TAG}"
+"${DOCKER}" push "${REPOSITORY}:${TAG}"
 
 if [[ "${TAG}" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
-    docker tag "${LOCAL_IMAGE}" "${REPOSITORY}:latest"
-    docker push "${REPOSITORY}:latest"
+    "${DOCKER}" tag "${LOCAL_IMAGE}" "${REPOSITORY}:latest"
+    "${DOCKER}" push "${REPOSITORY}:latest"
     portal update-app-repository "${KBC_DEVELOPERPORTAL_VENDOR}" "${KBC_DEVELOPERPORTAL_APP}" "${TAG}" ecr "${REPOSITORY}"
-    echo "Deployed ${KBC_DEVELOPERPORTAL_VENDOR}.${KBC_DEVELOPERPORTAL_APP} version ${TAG}."
+    "$(dirname "${BASH_SOURCE[0]}")/scripts/developer_portal/update_properties.sh"
+    echo "Deployed ${KBC_DEVELOPERPORTAL_VENDOR}.${KBC_DEVELOPERPORTAL_APP} version ${TAG} and its properties."
 else
     echo "Pushed ${TAG}; not a release tag (x.y.z), so the Developer Portal version is unchanged."
 fi
