@@ -14,15 +14,13 @@ Reads resume: ``open_range`` is the SDK's generated Get Blob operation, streamed
 range, without its buffering of whole ranges and its per-range restarts), and ``base.ResumingReader`` reopens a
 cut read with ``x-ms-range: bytes={offset}-`` and ``If-Match: {ETag of the first GET}``, so Azure answers 412
 (ConditionNotMet) rather than bytes of a newer blob. Block uploads of files re-send only a cut block (the SDK
-retries the Put Block).
+retries the Put Block). The slice list, the manifest and the cause walk of ``is_transient`` are ``base``'s; this
+module declares Azure's transient errors (``AzureErrors``) and makes the SDK calls.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +28,6 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import requests
-import urllib3
 from azure.core.exceptions import (
     HttpResponseError,
     IncompleteReadError,
@@ -41,14 +38,11 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 from azure.storage.blob._generated.models import ModifiedAccessConditions
 
 from ..errors import TransferError
-from .base import FileReader, FileWriter, Progress, RangeStream, Slice, SliceChanged, StorageAdapter
+from . import base
+from .base import MB, Progress, RangeStream, Slice, SliceChanged
 
-MB = 2**20
 BLOCK_SIZE = 8 * MB
 _ACCOUNT_HOST_SUFFIX = ".blob.core.windows.net"
-_MANIFEST_TIMEOUT = (30, 300)
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-_CONTENT_RANGE_TOTAL = re.compile(r"/\s*(\d+)\s*$")
 
 
 def service_client(connection_string: str, block_size: int = BLOCK_SIZE) -> BlobServiceClient:
@@ -84,30 +78,25 @@ def parse_abs_url(url: str) -> tuple[str, str]:
     return container, blob
 
 
-def is_transient(exc: BaseException) -> bool:
+class AzureErrors(base.StorageErrors):
     """Worth another attempt: network trouble, throttling, 5xx (looks through wrapped exceptions)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, (ServiceRequestError, ServiceResponseError, IncompleteReadError)):
-            return True
+
+    storage_name = "Azure"
+    transient_errors = (
+        ServiceRequestError,
+        ServiceResponseError,
+        IncompleteReadError,  # an HttpResponseError: transient whatever its status
+        *base.NETWORK_ERRORS,
+        requests.exceptions.ChunkedEncodingError,  # a body cut mid-stream (wrapped without a status)
+    )
+
+    def transient_answer(self, exc: BaseException) -> bool | None:
         if isinstance(exc, HttpResponseError) and exc.status_code is not None:
-            return exc.status_code in _TRANSIENT_STATUS
-        if isinstance(
-            exc,
-            (
-                ConnectionError,
-                TimeoutError,
-                requests.ConnectionError,
-                requests.Timeout,
-                requests.exceptions.ChunkedEncodingError,  # a body cut mid-stream (wrapped without a status)
-                urllib3.exceptions.ProtocolError,
-                http.client.IncompleteRead,
-            ),
-        ):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+            return exc.status_code in base.TRANSIENT_STATUS
+        return None
+
+
+is_transient = AzureErrors().is_transient
 
 
 def _progress_hook(progress: Progress) -> Callable[[int, int | None], None]:
@@ -148,46 +137,25 @@ class _ChunkBody:
             response.close()  # drops a cut connection instead of returning it to the pool
 
 
-class AzureReader(FileReader):
+class AzureReader(AzureErrors, base.StoredFileReader):
+    manifest_errors = (HttpResponseError,)
+    parse_url = staticmethod(parse_abs_url)
+
     def __init__(self, file: dict, *, block_size: int = BLOCK_SIZE, max_concurrency: int = 2):
         path = file.get("absPath") or {}
         credentials = file.get("absCredentials") or {}
-        if not path.get("container") or not path.get("name") or not credentials.get("SASConnectionString"):
-            raise TransferError(
-                f"File {file.get('id')} has no Azure credentials; read it with files/{{id}}?federationToken=1."
-            )
-        self.file_id = file.get("id")
+        located = bool(path.get("container")) and bool(path.get("name"))
+        super().__init__(file, readable=located and bool(credentials.get("SASConnectionString")))
         self.container = path["container"]
         self.name = path["name"]
-        self.sliced = bool(file.get("isSliced"))
-        self.size = file.get("sizeBytes")
-        self.presigned_url = file.get("url")
         self.max_concurrency = max_concurrency
         self.service = service_client(credentials["SASConnectionString"], block_size)
 
-    def _url(self, blob: str) -> str:
-        return f"azure://{self.service.account_name}{_ACCOUNT_HOST_SUFFIX}/{self.container}/{blob}"
+    def file_url(self) -> str:
+        return f"azure://{self.service.account_name}{_ACCOUNT_HOST_SUFFIX}/{self.container}/{self.name}"
 
-    def slices(self) -> list[Slice]:
-        if not self.sliced:
-            return [Slice(self._url(self.name), self.size)]
-        parts = []
-        for entry in self._manifest().get("entries") or []:
-            parse_abs_url(entry["url"])  # fail early on a foreign entry
-            parts.append(Slice(entry["url"]))
-        return parts
-
-    def _manifest(self) -> dict:
-        # Like the PHP client: the manifest is the blob name + "manifest"; the presigned url is the fallback.
-        try:
-            blob = self.service.get_blob_client(self.container, self.name + "manifest")
-            return json.loads(blob.download_blob().readall())
-        except HttpResponseError:
-            if not self.presigned_url:
-                raise
-        response = requests.get(self.presigned_url, timeout=_MANIFEST_TIMEOUT)
-        response.raise_for_status()
-        return response.json()
+    def read_manifest(self) -> bytes:
+        return self.service.get_blob_client(self.container, self.name + "manifest").download_blob().readall()
 
     def _blob(self, part: Slice):
         container, blob = parse_abs_url(part.url)
@@ -205,37 +173,22 @@ class AzureReader(FileReader):
                 cls=lambda pipeline_response, body, response_headers: (body, response_headers),
             )
         except HttpResponseError as exc:
-            if version and exc.status_code in (412, 416):
+            if version and exc.status_code in base.CHANGED_STATUS:
                 code = exc.response.headers.get("x-ms-error-code") if exc.response is not None else None
                 raise SliceChanged(f"Azure answered {exc.status_code} {code or ''} to If-Match {version}") from exc
             raise
-        body = _ChunkBody(chunks)
-        etag = headers.get("ETag")
-        if version and etag and etag != version:  # a server ignoring If-Match
-            body.close()
-            raise SliceChanged(f"Azure returned ETag {etag}, the read started at ETag {version}")
-        size = int(headers.get("Content-Length") or 0)
-        if offset:
-            total = _CONTENT_RANGE_TOTAL.search(headers.get("Content-Range") or "")
-            size = int(total.group(1)) if total else offset + size
-        return RangeStream(body, size, etag)
-
-    def is_transient(self, exc: BaseException) -> bool:
-        return is_transient(exc)
+        size = base.object_size(offset, headers.get("Content-Length"), headers.get("Content-Range"))
+        return RangeStream(_ChunkBody(chunks), size, headers.get("ETag"))
 
 
-class AzureWriter(FileWriter):
+class AzureWriter(AzureErrors, base.PreparedFileWriter):
     def __init__(self, prepared: dict, *, block_size: int = BLOCK_SIZE, max_concurrency: int = 2):
         params = prepared.get("absUploadParams") or {}
         credentials = params.get("absCredentials") or {}
-        if not params.get("container") or "blobName" not in params or not credentials.get("SASConnectionString"):
-            raise TransferError(
-                f"File {prepared.get('id')} has no Azure upload parameters; prepare it with federationToken=true."
-            )
-        self.file_id = prepared.get("id")
+        located = bool(params.get("container")) and "blobName" in params
+        super().__init__(prepared, writable=located and bool(credentials.get("SASConnectionString")))
         self.container = params["container"]
         self.blob_name = params["blobName"]
-        self.sliced = bool(prepared.get("isSliced"))
         self.max_concurrency = max_concurrency
         self.service = service_client(credentials["SASConnectionString"], block_size)
         self.account = params.get("accountName") or self.service.account_name
@@ -263,25 +216,16 @@ class AzureWriter(FileWriter):
             progress_hook=_progress_hook(progress),
         )
 
-    def write_manifest(self, names: list[str]) -> None:
-        entries = [
-            {
-                "url": f"azure://{self.account}{_ACCOUNT_HOST_SUFFIX}/{self.container}/{self.blob_name}{name}",
-                "mandatory": True,
-            }
-            for name in names
-        ]
+    def slice_url(self, name: str) -> str:
+        return f"azure://{self.account}{_ACCOUNT_HOST_SUFFIX}/{self.container}/{self.blob_name}{name}"
+
+    def put_manifest(self, body: bytes) -> None:
         self._blob("manifest").upload_blob(
-            json.dumps({"entries": entries}).encode(),
-            overwrite=True,
-            content_settings=ContentSettings(content_type="application/json"),
+            body, overwrite=True, content_settings=ContentSettings(content_type="application/json")
         )
 
-    def is_transient(self, exc: BaseException) -> bool:
-        return is_transient(exc)
 
-
-class AzureAdapter(StorageAdapter):
+class AzureAdapter(base.StorageAdapter):
     provider = "azure"
 
     def __init__(self, *, block_size: int = BLOCK_SIZE, max_concurrency: int = 2):

@@ -1,20 +1,24 @@
-"""Moving file data between local disk and Keboola file storage (S3 / ABS / GCS), after boto3's s3transfer.
+"""The provider-neutral interface of file transfers, and what the three provider adapters share.
 
-One provider-neutral interface, one adapter per provider (chosen by the file's ``provider``):
 - ``FileReader`` reads a stored file (GET files/{id}?federationToken=1): its slices in manifest order. An adapter
   only opens a streamed GET of one object from a byte offset, pinned to one version of it (``open_range``);
   ``ResumingReader`` turns that into a file-like stream of the slice that resumes where a connection was cut;
-- ``FileWriter`` writes a prepared file (POST files/prepare): a local file, a stream, slices and the manifest.
-``TransferManager`` runs slices in parallel on one bounded thread pool, retries a failed slice a few times and
-reports progress. Everything streams: memory does not grow with file size. Copying between projects pipes a
-reader's stream into a writer, so source and destination may live on different providers or stacks.
+- ``FileWriter`` writes a prepared file (POST files/prepare): a local file, a stream, slices and the manifest;
+- ``StorageAdapter`` builds both for one provider; ``manager.TransferManager`` runs them.
+
+What every adapter would otherwise repeat lives here: ``StoredFileReader`` (the file detail's fields, the slice
+list, the manifest read with the file's credentials or else through its presigned url), ``PreparedFileWriter``
+(the manifest written last), ``StorageErrors`` (the walk along an exception's causes deciding whether a failure is
+transient, over error types each provider declares as data) and ``object_size`` (Content-Length / Content-Range).
+An adapter module keeps only its SDK calls.
 
 What resumes after a connection is cut mid-body (a slice is retried from its first byte only when resuming fails):
 - downloads and the source side of copies, on all three providers: ``ResumingReader`` reopens the slice with a
   ranged GET from the first byte it has not received, conditional on the version it started with (S3 If-Match on
   the ETag, Azure If-Match on the ETag, GCS ifGenerationMatch), so a resumed read never splices two versions of an
-  object: a slice that changed fails clearly instead. Bytes and progress are counted once; a download is written
-  to ``<name>.part`` and renamed when complete, so no partial file is left behind;
+  object: a slice that changed fails clearly instead (a 412 to the condition, or an answer of another version or
+  size, which ``ResumingReader`` checks for every adapter). Bytes and progress are counted once; a download is
+  written to ``<name>.part`` and renamed when complete, so no partial file is left behind;
 - uploads of local files: multipart / block / resumable-chunk uploads re-send only the part that was cut (the
   provider SDK retries the request of that part, block or chunk); a streamed upload (a copy's destination) whose
   request is cut restarts the slice, its source read included.
@@ -22,22 +26,21 @@ What resumes after a connection is cut mid-body (a slice is retried from its fir
 
 from __future__ import annotations
 
-import importlib
+import http.client
 import io
+import json
 import logging
 import os
 import re
-import threading
 import time
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple, Self
+from typing import Any, BinaryIO, ClassVar, NamedTuple, Self
 
-import tenacity
+import requests
+import urllib3
 
 from ..errors import TransferError
 
@@ -45,12 +48,23 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]  # receives byte deltas (negative when a failed slice is restarted)
 
-# provider -> module in this package holding an adapter class
-ADAPTER_MODULES = {"aws": ("s3", "S3Adapter"), "azure": ("azure", "AzureAdapter"), "gcp": ("gcs", "GcsAdapter")}
-_KNOWN_PROVIDERS = ("aws", "azure", "gcp")
-_KEPT_SUFFIXES = (".csv.gz", ".gz", ".csv", ".parquet", ".zst", ".json")
 MB = 2**20
 DOWNLOAD_CHUNK = 1 * MB  # a download copies the slice stream to disk in pieces of this size
+MANIFEST_TIMEOUT = (30, 300)  # (connect, read) seconds of the manifest GET through the presigned url
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+CHANGED_STATUS = (412, 416)  # answers to a GET conditional on a version the object no longer has
+_KEPT_SUFFIXES = (".csv.gz", ".gz", ".csv", ".parquet", ".zst", ".json")
+_CONTENT_RANGE_TOTAL = re.compile(r"/\s*(\d+)\s*$")
+
+# Network trouble as the HTTP layer under every SDK (urllib3, requests, http.client) raises it, wrapped or not.
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    requests.ConnectionError,
+    requests.Timeout,
+    urllib3.exceptions.ProtocolError,  # a connection broken mid-body
+    http.client.IncompleteRead,
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +82,8 @@ class Slice:
 
 
 class SliceChanged(Exception):
-    """Raised by ``FileReader.open_range``: the object is no longer the version a read started with (HTTP 412 to
-    the version condition, or a response of another ETag / generation)."""
+    """Raised by ``FileReader.open_range``: the object is no longer the version a read started with (HTTP 412 or
+    416 to the version condition). ``ResumingReader`` also checks the version and size of every answer."""
 
 
 class SliceCut(ConnectionError):
@@ -86,7 +100,58 @@ class RangeStream(NamedTuple):
     checksum: Any = None  # optional whole-object check of a GET from byte 0: update(bytes), verify() raises
 
 
-class FileReader(ABC):
+def object_size(offset: int, length: Any, content_range: str | None, stored: Any = None) -> int:
+    """The size of the whole object from the answer to a GET from ``offset``: the total of the Content-Range of a
+    ranged GET, else the stored length (GCS ``X-Goog-Stored-Content-Length``), else what the Content-Length
+    (``length``) implies."""
+    if offset:
+        total = _CONTENT_RANGE_TOTAL.search(content_range or "")
+        if total:
+            return int(total.group(1))
+        return int(stored) if stored else offset + int(length or 0)
+    if length is None:
+        return int(stored or 0)
+    return int(length or 0)
+
+
+class StorageErrors:
+    """Which failures of a provider are worth another attempt, declared as data by each adapter (a class of
+    its module that its reader and writer both derive from) and looked for along the exception's causes
+    (``__cause__``, else ``__context__``: SDKs and s3transfer wrap what the network raised).
+
+    On each exception of the chain, in this order: one of ``permanent_errors`` is not transient, one of
+    ``transient_errors`` is, and ``transient_answer`` decides a provider's error answer by its HTTP status or
+    error code; an exception none of them decides passes the question to its cause.
+    """
+
+    storage_name: ClassVar[str] = "file storage"  # "S3", "Azure", "GCS": named in messages
+    transient_errors: ClassVar[tuple[type[BaseException], ...]] = (ConnectionError, TimeoutError)
+    permanent_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def transient_answer(self, exc: BaseException) -> bool | None:
+        """Whether an error answer of the provider (HTTP status, error code) is transient; None: not one."""
+        return None
+
+    def missing(self, file: dict, what: str) -> TransferError:
+        """The error for a file detail / files/prepare answer without what the provider's adapter needs."""
+        return TransferError(f"File {file.get('id')} has no {self.storage_name} {what}.")
+
+    def is_transient(self, exc: BaseException | None) -> bool:
+        seen = set()
+        while exc is not None and id(exc) not in seen:
+            seen.add(id(exc))
+            if isinstance(exc, self.permanent_errors):
+                return False
+            if isinstance(exc, self.transient_errors):
+                return True
+            answer = self.transient_answer(exc)
+            if answer is not None:
+                return answer
+            exc = exc.__cause__ or exc.__context__
+        return False
+
+
+class FileReader(StorageErrors, ABC):
     """Reads one stored file with the credentials of its detail (files/{id}?federationToken=1)."""
 
     # how a cut read resumes (ResumingReader); TransferManager sets them from its slice_attempts / retry_wait
@@ -100,8 +165,9 @@ class FileReader(ABC):
     @abstractmethod
     def open_range(self, part: Slice, offset: int, version: str | None) -> RangeStream:
         """One streamed GET of the slice from byte ``offset`` to its end (the whole object at 0, else a ranged
-        GET). With ``version`` the GET is conditional on it and raises ``SliceChanged`` when the object is no
-        longer that version; without it the answer tells the version to pin later reads to."""
+        GET). With ``version`` the GET is conditional on it and raises ``SliceChanged`` when the provider refuses
+        the condition (``CHANGED_STATUS``); without it the answer tells the version to pin later reads to. The
+        version and size of the answer are checked by ``ResumingReader``, so an adapter need not compare them."""
 
     def open(self, part: Slice, *, label: str | None = None) -> ResumingReader:
         """A readable stream of the slice that resumes after a cut; the first GET is sent on the first read."""
@@ -117,8 +183,58 @@ class FileReader(ABC):
         with self.open(part, label=label) as stream:
             save_stream(stream, Path(dest), progress)
 
-    def is_transient(self, exc: BaseException) -> bool:
-        return isinstance(exc, (ConnectionError, TimeoutError))
+
+class StoredFileReader(FileReader):
+    """A provider's reader of a stored file: the fields of the file detail, and its slices. A non-sliced file is
+    its one object; a sliced one lists its slices in the manifest next to them (key + "manifest"), read like the
+    PHP client does: with the file's credentials, through the presigned url (a GET of the manifest) when the
+    provider refuses them (one of ``manifest_errors``).
+
+    An adapter implements ``file_url``, ``read_manifest``, ``parse_url`` (a manifest entry -> where the object is;
+    raises ``TransferError`` for an entry of another provider) and ``open_range``."""
+
+    manifest_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init__(self, file: dict, *, readable: bool):
+        """``readable``: the detail holds what the adapter needs (credentials and path of the provider)."""
+        if not readable:
+            raise self.missing(file, "credentials; read it with files/{id}?federationToken=1")
+        self.file_id = file.get("id")
+        self.sliced = bool(file.get("isSliced"))
+        self.size = file.get("sizeBytes")
+        self.presigned_url = file.get("url")
+
+    @staticmethod
+    @abstractmethod
+    def parse_url(url: str) -> tuple[str, str]:
+        """A manifest entry's url -> (bucket or container, key); ``TransferError`` for a foreign entry."""
+
+    @abstractmethod
+    def file_url(self) -> str:
+        """The provider url of the object of a non-sliced file."""
+
+    @abstractmethod
+    def read_manifest(self) -> bytes:
+        """The manifest object (key + "manifest") read with the file's credentials."""
+
+    def slices(self) -> list[Slice]:
+        if not self.sliced:
+            return [Slice(self.file_url(), self.size)]
+        parts = []
+        for entry in self.manifest().get("entries") or []:
+            self.parse_url(entry["url"])  # fail early on a foreign entry
+            parts.append(Slice(entry["url"]))
+        return parts
+
+    def manifest(self) -> dict:
+        try:
+            return json.loads(self.read_manifest())
+        except self.manifest_errors:
+            if not self.presigned_url:
+                raise
+        response = requests.get(self.presigned_url, timeout=MANIFEST_TIMEOUT)
+        response.raise_for_status()
+        return response.json()
 
 
 class ResumingReader(io.RawIOBase):
@@ -260,7 +376,7 @@ class ResumingReader(io.RawIOBase):
                 self.label,
                 f"{self.offset:,}",
                 f"{self.size:,}",
-                _describe(error),
+                describe(error),
                 delay,
                 failures,
                 self.attempts - 1,
@@ -312,7 +428,7 @@ def save_stream(stream: BinaryIO, dest: Path, progress: Progress, chunk: int = D
         raise
 
 
-class FileWriter(ABC):
+class FileWriter(StorageErrors, ABC):
     """Writes one prepared file with its upload credentials (files/prepare)."""
 
     sliced: bool
@@ -330,8 +446,30 @@ class FileWriter(ABC):
     def write_manifest(self, names: list[str]) -> None:
         """Write ``{"entries": [{"url", "mandatory": true}, ...]}`` listing the slices in order."""
 
-    def is_transient(self, exc: BaseException) -> bool:
-        return isinstance(exc, (ConnectionError, TimeoutError))
+
+class PreparedFileWriter(FileWriter):
+    """A provider's writer of a prepared file: the fields of the files/prepare answer, and the manifest.
+
+    An adapter implements ``slice_url``, ``put_manifest``, ``upload`` and ``upload_stream``."""
+
+    def __init__(self, prepared: dict, *, writable: bool):
+        """``writable``: the answer holds what the adapter needs (upload parameters with credentials)."""
+        if not writable:
+            raise self.missing(prepared, "upload parameters; prepare it with federationToken=true")
+        self.file_id = prepared.get("id")
+        self.sliced = bool(prepared.get("isSliced"))
+
+    @abstractmethod
+    def slice_url(self, name: str) -> str:
+        """The provider url of slice ``name``, as the manifest lists it."""
+
+    @abstractmethod
+    def put_manifest(self, body: bytes) -> None:
+        """Store ``body`` (JSON) as the manifest object, key + "manifest"."""
+
+    def write_manifest(self, names: list[str]) -> None:
+        entries = [{"url": self.slice_url(name), "mandatory": True} for name in names]
+        self.put_manifest(json.dumps({"entries": entries}).encode())
 
 
 class StorageAdapter(ABC):
@@ -351,342 +489,8 @@ class StorageAdapter(ABC):
         """Load what the first transfer would otherwise load (the SDK's models), ahead of it."""
 
 
-class TransferManager:
-    def __init__(
-        self,
-        max_workers: int = 4,
-        *,
-        adapters: dict[str, StorageAdapter] | None = None,
-        slice_attempts: int = 3,
-        retry_wait: float = 1.0,
-        refresh_credentials: Callable[[Any], dict] | None = None,
-    ):
-        self.max_workers = max_workers
-        self.refresh_credentials = refresh_credentials
-        self.slice_attempts = slice_attempts
-        self.retry_wait = retry_wait
-        self._adapters = dict(adapters or {})
-        self._adapters_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="storage-transfer")
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    # operations ---------------------------------------------------------------------------------------------------
-    def download(self, file: dict, dest_dir: Path, progress: Progress | None = None) -> list[Path]:
-        """Download all slices (kept as stored, gz included) in parallel; paths in manifest order."""
-        reader = self._reader(file)
-        parts = self._slices(reader, file)
-        dest_dir = Path(dest_dir)
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        targets = [dest_dir / part.local_name(i) for i, part in enumerate(parts)]
-        report = _serialized(progress)
-        self._run_parallel(
-            [
-                self._task(
-                    f"Downloading slice {i + 1} of {len(parts)} ({part.url}) of file {file.get('id')}",
-                    lambda sink, i=i, part=part, target=target: reader.download(
-                        part, target, sink, label=_slice_label(i, parts, file)
-                    ),
-                    reader.is_transient,
-                    report,
-                )
-                for i, (part, target) in enumerate(zip(parts, targets))
-            ]
-        )
-        return targets
-
-    def upload(self, prepared: dict, path: Path, progress: Progress | None = None) -> None:
-        """Upload one local file as the prepared file; large files go multipart (a sliced one gets a manifest)."""
-        writer = self._adapter(prepared).writer(prepared)
-        if writer.sliced:
-            return self.upload_slices(prepared, [path], progress)
-        task = self._task(
-            f"Uploading {Path(path).name} to file {prepared.get('id')}",
-            lambda sink: writer.upload(Path(path), None, sink),
-            writer.is_transient,
-            _serialized(progress),
-        )
-        task()
-
-    def upload_slices(self, prepared: dict, paths: list[Path], progress: Progress | None = None) -> None:
-        """Upload local slices in parallel as ``key + basename``, then the manifest (in the given order)."""
-        writer = self._adapter(prepared).writer(prepared)
-        self._require_sliced(writer, prepared)
-        paths = [Path(p) for p in paths]
-        names = [p.name for p in paths]
-        if len(set(names)) != len(names):
-            raise TransferError(f"Slices for file {prepared.get('id')} must have distinct file names.")
-        report = _serialized(progress)
-        self._run_parallel(
-            [
-                self._task(
-                    f"Uploading slice {path.name} to file {prepared.get('id')}",
-                    lambda sink, path=path: writer.upload(path, path.name, sink),
-                    writer.is_transient,
-                    report,
-                )
-                for path in paths
-            ]
-        )
-        self._write_manifest(writer, prepared, names)
-
-    def upload_slices_from(
-        self,
-        prepared: dict,
-        paths: Iterable[Path],
-        progress: Progress | None = None,
-        *,
-        ahead: int = 2,
-        remove: bool = False,
-    ) -> int:
-        """Upload slices while ``paths`` is still producing them (e.g. compressing the next one), then the manifest.
-
-        At most ``ahead`` slices are uploading or waiting at a time: the producer blocks until one finishes, so
-        disk (and memory) stay bounded. With ``remove`` each slice file is deleted once uploaded. Slice names are
-        the file names, in the order produced. Returns the bytes of all slices."""
-        writer = self._adapter(prepared).writer(prepared)
-        self._require_sliced(writer, prepared)
-        report = _serialized(progress)
-        names: list[str] = []
-        total = 0
-        in_flight: deque[Future] = deque()
-
-        def upload_one(path: Path) -> None:
-            self._task(
-                f"Uploading slice {path.name} to file {prepared.get('id')}",
-                lambda sink: writer.upload(path, path.name, sink),
-                writer.is_transient,
-                report,
-            )()
-            if remove:
-                path.unlink(missing_ok=True)
-
-        def settle(block_until: int) -> None:
-            while len(in_flight) > block_until:
-                in_flight.popleft().result()  # the oldest first; raises its failure
-
-        try:
-            for path in paths:
-                path = Path(path)
-                if path.name in names:
-                    raise TransferError(f"Slices for file {prepared.get('id')} must have distinct file names.")
-                names.append(path.name)
-                total += path.stat().st_size
-                in_flight.append(self._pool.submit(upload_one, path))
-                settle(max(1, ahead) - 1)
-            settle(0)
-        except BaseException:
-            for future in in_flight:
-                future.cancel()
-            wait(in_flight)
-            raise
-        self._write_manifest(writer, prepared, names)
-        return total
-
-    def copy(self, source_file: dict, prepared: dict, progress: Progress | None = None) -> None:
-        """Stream every slice of a stored file into a prepared sliced file (no decompression), then the manifest."""
-        reader = self._reader(source_file)
-        writer = self._adapter(prepared).writer(prepared)
-        parts = self._slices(reader, source_file)
-        if not writer.sliced and len(parts) != 1:
-            raise TransferError(
-                f"File {prepared.get('id')} was prepared without isSliced but the source file "
-                f"{source_file.get('id')} has {len(parts)} slices; prepare it with sliced=True."
-            )
-        names = [part.local_name(i) for i, part in enumerate(parts)]
-
-        def copy_one(part: Slice, name: str, label: str, sink: Progress) -> None:
-            # a cut source read resumes inside the stream (a ranged GET): the destination request keeps going
-            stream, size = reader.open_sized(part, label=label)
-            with stream:
-                writer.upload_stream(stream, name if writer.sliced else None, sink, size=size)
-
-        report = _serialized(progress)
-        self._run_parallel(
-            [
-                self._task(
-                    f"Copying slice {i + 1} of {len(parts)} ({part.url}) of file {source_file.get('id')} "
-                    f"to file {prepared.get('id')}",
-                    lambda sink, i=i, part=part, name=name: copy_one(
-                        part, name, _slice_label(i, parts, source_file), sink
-                    ),
-                    lambda exc: reader.is_transient(exc) or writer.is_transient(exc),
-                    report,
-                )
-                for i, (part, name) in enumerate(zip(parts, names))
-            ]
-        )
-        if writer.sliced:
-            self._write_manifest(writer, prepared, names)
-
-    # machinery ----------------------------------------------------------------------------------------------------
-    def _reader(self, file: dict) -> FileReader:
-        reader = self._adapter(file).reader(file)
-        reader.resume_attempts = self.slice_attempts
-        reader.resume_wait = self.retry_wait
-        return reader
-
-    def preload(self, provider: str | None) -> None:
-        """Import the provider's SDK and load its models on a background thread, while the caller waits for a
-        storage job: ~0.3-0.5 s of CPU that would otherwise come after the job. Failures are left to the transfer."""
-
-        def load() -> None:
-            try:
-                self._adapter({"provider": provider}).preload()
-            except Exception:  # the real transfer reports the problem
-                logger.debug("Preloading the %s transfer adapter failed", provider, exc_info=True)
-
-        if provider in ADAPTER_MODULES:
-            threading.Thread(target=load, name="transfer-preload", daemon=True).start()
-
-    def _adapter(self, file: dict) -> StorageAdapter:
-        provider = _provider(file)
-        with self._adapters_lock:
-            if provider not in self._adapters:
-                if provider not in ADAPTER_MODULES:
-                    raise TransferError(
-                        f"File storage provider {provider!r} of file {file.get('id')} is not supported; "
-                        f"Storage Sync transfers files on {', '.join(sorted(ADAPTER_MODULES))} stacks.",
-                        user_error=True,
-                    )
-                module_name, class_name = ADAPTER_MODULES[provider]
-                module = importlib.import_module(f"{__package__}.{module_name}")  # provider SDKs load on demand
-                self._adapters[provider] = getattr(module, class_name)()
-            adapter = self._adapters[provider]
-            if self.refresh_credentials is not None and getattr(adapter, "refresh_credentials", None) is None:
-                adapter.refresh_credentials = self.refresh_credentials
-            return adapter
-
-    @staticmethod
-    def _slices(reader: FileReader, file: dict) -> list[Slice]:
-        try:
-            return reader.slices()
-        except TransferError:
-            raise
-        except Exception as exc:
-            raise TransferError(
-                f"Cannot read the slice list (manifest) of file {file.get('id')}: {_describe(exc)}; "
-                f"check that the file exists and has not expired."
-            ) from exc
-
-    def _write_manifest(self, writer: FileWriter, prepared: dict, names: list[str]) -> None:
-        # written last: a manifest only ever lists slices that are completely uploaded
-        self._task(
-            f"Writing the manifest of file {prepared.get('id')}",
-            lambda sink: writer.write_manifest(names),
-            writer.is_transient,
-            lambda amount: None,
-        )()
-
-    @staticmethod
-    def _require_sliced(writer: FileWriter, prepared: dict) -> None:
-        if not writer.sliced:
-            raise TransferError(f"File {prepared.get('id')} was prepared without isSliced; slices need sliced=True.")
-
-    def _task(
-        self,
-        label: str,
-        action: Callable[[Progress], None],
-        is_transient: Callable[[BaseException], bool],
-        progress: Progress,
-    ) -> Callable[[], None]:
-        """One slice transfer with retries (after a reader's own resumptions, see ``ResumingReader``); a restarted
-        slice first takes back the bytes it had reported."""
-
-        def attempt() -> None:
-            reported = 0
-
-            def sink(amount: int) -> None:
-                nonlocal reported
-                reported += amount
-                progress(amount)
-
-            try:
-                action(sink)
-            except BaseException:
-                if reported:
-                    progress(-reported)
-                raise
-
-        def log_retry(state: tenacity.RetryCallState) -> None:
-            logger.warning(
-                "%s failed (%s); retry %d of %d in %.1f s",
-                label,
-                _describe(state.outcome.exception()),
-                state.attempt_number,
-                self.slice_attempts - 1,
-                state.upcoming_sleep,
-            )
-
-        def run() -> None:
-            retrying = tenacity.Retrying(
-                stop=tenacity.stop_after_attempt(self.slice_attempts),
-                wait=tenacity.wait_exponential(multiplier=self.retry_wait, max=30 * self.retry_wait),
-                # a TransferError is a verdict (e.g. a slice that changed while read), whatever caused it
-                retry=tenacity.retry_if_exception(lambda exc: not isinstance(exc, TransferError) and is_transient(exc)),
-                before_sleep=log_retry,
-                reraise=True,
-            )
-            try:
-                retrying(attempt)
-            except TransferError:
-                raise
-            except Exception as exc:
-                raise TransferError(f"{label} failed: {_describe(exc)}.") from exc
-
-        return run
-
-    def _run_parallel(self, tasks: list[Callable[[], None]]) -> None:
-        """Run on the shared bounded pool; on the first failure cancel what has not started, then raise it."""
-        futures = [self._pool.submit(task) for task in tasks]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in futures if f in done and f.exception() is not None]
-        if failed:
-            for future in pending:
-                future.cancel()
-            wait(pending)
-            raise failed[0].exception()
-
-
-def _provider(file: dict) -> str:
-    provider = file.get("provider")
-    if provider:
-        return provider
-    # files/prepare answers of some stacks may lack "provider"; the upload block tells it
-    for key, name in (("uploadParams", "aws"), ("absUploadParams", "azure"), ("gcsUploadParams", "gcp")):
-        if key in file:
-            return name
-    for key, name in (("s3Path", "aws"), ("absPath", "azure"), ("gcsPath", "gcp")):
-        if key in file:
-            return name
-    raise TransferError(f"File {file.get('id')} names no storage provider (one of {', '.join(_KNOWN_PROVIDERS)}).")
-
-
-def _slice_label(index: int, parts: list[Slice], file: dict) -> str:
-    return f"Slice {index + 1} of {len(parts)} ({parts[index].url}) of file {file.get('id')}"
-
-
-def _serialized(progress: Progress | None) -> Progress:
-    """Progress callbacks come from many threads; the caller's callback is called under one lock."""
-    if progress is None:
-        return lambda amount: None
-    lock = threading.Lock()
-
-    def report(amount: int) -> None:
-        with lock:
-            progress(amount)
-
-    return report
-
-
-def _describe(exc: BaseException | None) -> str:
+def describe(exc: BaseException | None) -> str:
+    """``Type: message`` on one line, for logs and errors; never a presigned url's query string."""
     text = " ".join(str(exc).split()) if exc is not None else ""
     text = re.sub(r"(https?://[^\s?]+)\?\S*", r"\1?...", text)  # never echo a presigned query string
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

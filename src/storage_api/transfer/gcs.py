@@ -17,14 +17,14 @@ Reads resume: ``open_range`` sends the media GET through an ``AuthorizedSession`
 ``base.ResumingReader`` reopens a cut read with ``Range: bytes={offset}-`` and ``ifGenerationMatch={generation of
 the first GET}`` (GCS answers 412 rather than bytes of a newer generation; the generation of every answer is
 checked as well). The CRC32C of a read from byte 0 (``X-Goog-Hash``) is checked over all its bytes, resumed ones
-included. Resumable uploads of files re-send only from the last chunk GCS confirmed.
+included. Resumable uploads of files re-send only from the last chunk GCS confirmed. The slice list, the manifest
+and the cause walk of ``is_transient`` are ``base``'s; this module declares GCS's transient errors (``GcsErrors``)
+and makes the SDK calls.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
-import json
 import re
 import threading
 import time
@@ -44,22 +44,19 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from ..errors import TransferError
-from .base import FileReader, FileWriter, Progress, RangeStream, Slice, SliceChanged, StorageAdapter
+from . import base
+from .base import MB, Progress, RangeStream, Slice, SliceChanged
 
 try:  # google-resumable-media (uploads/downloads); newer google-cloud-storage vendors it
     from google.resumable_media import common as _media_common
 except ImportError:  # pragma: no cover - depends on the installed google-cloud-storage
     _media_common = None
 
-MB = 2**20
 CHUNK_SIZE = 16 * MB  # a multiple of 256 KiB, as resumable uploads require
 REFRESH_MARGIN = 300.0  # renew when less than 5 minutes remain
 DEFAULT_EXPIRES_IN = 3599
-_MANIFEST_TIMEOUT = (30, 300)
 _READ_TIMEOUT = (30, 300)
-_CONTENT_RANGE_TOTAL = re.compile(r"/\s*(\d+)\s*$")
 _CRC32C = re.compile(r"crc32c=([A-Za-z0-9+/=]+)")
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 _RECENT_REFRESH = 5.0  # seconds: a 401 right after a renewal does not renew again
 
 Clock = Callable[[], float]
@@ -143,39 +140,43 @@ def parse_gs_url(url: str) -> tuple[str, str]:
     return parts.netloc, parts.path[1:]
 
 
-def is_transient(exc: BaseException) -> bool:
+class GcsErrors(base.StorageErrors):
     """Worth another attempt: network trouble, throttling, 5xx, a corrupted download (looks through wrappers)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
+
+    storage_name = "GCS"
+    permanent_errors = (auth_exceptions.RefreshError, requests.HTTPError)
+    transient_errors = (
+        auth_exceptions.TransportError,
+        *((_media_common.DataCorruption,) if _media_common is not None else ()),
+        *base.NETWORK_ERRORS,  # a streamed read (open_range) cut mid-body surfaces from urllib3 unwrapped
+        urllib3.exceptions.TimeoutError,
+        requests.RequestException,  # but an HTTPError (permanent_errors)
+    )
+
+    def transient_answer(self, exc: BaseException) -> bool | None:
         if isinstance(exc, api_exceptions.GoogleAPICallError):
-            return (exc.code or 0) in _TRANSIENT_STATUS
-        if isinstance(exc, auth_exceptions.RefreshError):
-            return False
-        if isinstance(exc, auth_exceptions.TransportError):
-            return True
-        if _media_common is not None:
-            if isinstance(exc, _media_common.InvalidResponse):
-                return getattr(exc.response, "status_code", 0) in _TRANSIENT_STATUS
-            if isinstance(exc, _media_common.DataCorruption):
-                return True
-        if isinstance(
-            exc,
-            (ConnectionError, TimeoutError, requests.ConnectionError, requests.Timeout, requests.RequestException),
-        ):
-            return not isinstance(exc, requests.HTTPError)
-        # a streamed read (open_range) cut mid-body surfaces from urllib3 unwrapped
-        if isinstance(
-            exc, (urllib3.exceptions.ProtocolError, urllib3.exceptions.TimeoutError, http.client.IncompleteRead)
-        ):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+            return (exc.code or 0) in base.TRANSIENT_STATUS
+        if _media_common is not None and isinstance(exc, _media_common.InvalidResponse):
+            return getattr(exc.response, "status_code", 0) in base.TRANSIENT_STATUS
+        return None
+
+
+is_transient = GcsErrors().is_transient
 
 
 def gcs_client(project: str | None, credentials: KbcTokenCredentials) -> storage.Client:
     # an explicit project: without one the client would look for Application Default Credentials' project
     return storage.Client(project=project or "keboola", credentials=credentials)
+
+
+def _authorized(
+    block: dict, refresh: Callable[[], dict] | None, clock: Clock, margin: float
+) -> tuple[KbcTokenCredentials, storage.Client]:
+    """The renewing token of a credentials block (``gcsCredentials`` / ``gcsUploadParams``) and a client on it."""
+    credentials = KbcTokenCredentials(
+        block["access_token"], block.get("expires_in"), refresh=refresh, clock=clock, margin=margin
+    )
+    return credentials, gcs_client(block.get("projectId"), credentials)
 
 
 class _ProgressFile:
@@ -257,7 +258,10 @@ class _Crc32c:
             raise ValueError(message)
 
 
-class GcsReader(FileReader):
+class GcsReader(GcsErrors, base.StoredFileReader):
+    manifest_errors = (api_exceptions.GoogleAPICallError,)
+    parse_url = staticmethod(parse_gs_url)
+
     def __init__(
         self,
         file: dict,
@@ -269,44 +273,20 @@ class GcsReader(FileReader):
     ):
         path = file.get("gcsPath") or {}
         credentials = file.get("gcsCredentials") or {}
-        if not path.get("bucket") or "key" not in path or not credentials.get("access_token"):
-            raise TransferError(
-                f"File {file.get('id')} has no GCS credentials; read it with files/{{id}}?federationToken=1."
-            )
-        self.file_id = file.get("id")
+        located = bool(path.get("bucket")) and "key" in path
+        super().__init__(file, readable=located and bool(credentials.get("access_token")))
         self.bucket = path["bucket"]
         self.key = path["key"]
-        self.sliced = bool(file.get("isSliced"))
-        self.size = file.get("sizeBytes")
-        self.presigned_url = file.get("url")
         self.chunk_size = chunk_size
-        self.credentials = KbcTokenCredentials(
-            credentials["access_token"], credentials.get("expires_in"), refresh=refresh, clock=clock, margin=margin
-        )
-        self.client = gcs_client(credentials.get("projectId"), self.credentials)
+        self.credentials, self.client = _authorized(credentials, refresh, clock, margin)
         self._http: AuthorizedSession | None = None
         self._session_lock = threading.Lock()
 
-    def slices(self) -> list[Slice]:
-        if not self.sliced:
-            return [Slice(f"gs://{self.bucket}/{self.key}", self.size)]
-        parts = []
-        for entry in self._manifest().get("entries") or []:
-            parse_gs_url(entry["url"])  # fail early on a foreign entry
-            parts.append(Slice(entry["url"]))
-        return parts
+    def file_url(self) -> str:
+        return f"gs://{self.bucket}/{self.key}"
 
-    def _manifest(self) -> dict:
-        # Like the PHP client: the manifest is key + "manifest"; the presigned url is the fallback.
-        try:
-            blob = self.client.bucket(self.bucket).blob(self.key + "manifest")
-            return json.loads(blob.download_as_bytes(raw_download=True))
-        except api_exceptions.GoogleAPICallError:
-            if not self.presigned_url:
-                raise
-        response = requests.get(self.presigned_url, timeout=_MANIFEST_TIMEOUT)
-        response.raise_for_status()
-        return response.json()
+    def read_manifest(self) -> bytes:
+        return self.client.bucket(self.bucket).blob(self.key + "manifest").download_as_bytes(raw_download=True)
 
     def _blob(self, part: Slice) -> storage.Blob:
         bucket, key = parse_gs_url(part.url)
@@ -331,30 +311,19 @@ class GcsReader(FileReader):
         response = self._session().get(url, params=params, headers=headers, stream=True, timeout=_READ_TIMEOUT)
         if response.status_code not in (200, 206):
             try:
-                if version and response.status_code in (412, 416):
+                if version and response.status_code in base.CHANGED_STATUS:
                     raise SliceChanged(f"GCS answered {response.status_code} to ifGenerationMatch={version}")
                 raise api_exceptions.from_http_response(response)
             finally:
                 response.close()
-        generation = response.headers.get("X-Goog-Generation")
-        if version and generation and generation != version:  # a server ignoring ifGenerationMatch
-            response.close()
-            raise SliceChanged(f"GCS returned generation {generation}, the read started at generation {version}")
-        length = response.headers.get("Content-Length")
-        stored = response.headers.get("X-Goog-Stored-Content-Length")
-        if offset:
-            total = _CONTENT_RANGE_TOTAL.search(response.headers.get("Content-Range") or "")
-            size = int(total.group(1)) if total else int(stored) if stored else offset + int(length or 0)
-        else:
-            size = int(length) if length is not None else int(stored or 0)
+        answered = response.headers
+        stored = answered.get("X-Goog-Stored-Content-Length")
+        size = base.object_size(offset, answered.get("Content-Length"), answered.get("Content-Range"), stored)
         checksum = _Crc32c.of(response, part.url) if offset == 0 else None
-        return RangeStream(_RawBody(response), size, generation, checksum)
-
-    def is_transient(self, exc: BaseException) -> bool:
-        return is_transient(exc)
+        return RangeStream(_RawBody(response), size, answered.get("X-Goog-Generation"), checksum)
 
 
-class GcsWriter(FileWriter):
+class GcsWriter(GcsErrors, base.PreparedFileWriter):
     def __init__(
         self,
         prepared: dict,
@@ -365,19 +334,12 @@ class GcsWriter(FileWriter):
         chunk_size: int = CHUNK_SIZE,
     ):
         params = prepared.get("gcsUploadParams") or {}
-        if not params.get("bucket") or "key" not in params or not params.get("access_token"):
-            raise TransferError(
-                f"File {prepared.get('id')} has no GCS upload parameters; prepare it with federationToken=true."
-            )
-        self.file_id = prepared.get("id")
+        located = bool(params.get("bucket")) and "key" in params
+        super().__init__(prepared, writable=located and bool(params.get("access_token")))
         self.bucket_name = params["bucket"]
         self.key = params["key"]
-        self.sliced = bool(prepared.get("isSliced"))
         self.chunk_size = chunk_size
-        self.credentials = KbcTokenCredentials(
-            params["access_token"], params.get("expires_in"), refresh=refresh, clock=clock, margin=margin
-        )
-        self.client = gcs_client(params.get("projectId"), self.credentials)
+        self.credentials, self.client = _authorized(params, refresh, clock, margin)
         self.bucket = self.client.bucket(self.bucket_name)
 
     def _blob(self, name: str | None) -> storage.Blob:
@@ -403,17 +365,14 @@ class GcsWriter(FileWriter):
                 out.write(chunk)
                 progress(len(chunk))
 
-    def write_manifest(self, names: list[str]) -> None:
-        entries = [{"url": f"gs://{self.bucket_name}/{self.key}{name}", "mandatory": True} for name in names]
-        self._blob("manifest").upload_from_string(
-            json.dumps({"entries": entries}).encode(), content_type="application/json", retry=DEFAULT_RETRY
-        )
+    def slice_url(self, name: str) -> str:
+        return f"gs://{self.bucket_name}/{self.key}{name}"
 
-    def is_transient(self, exc: BaseException) -> bool:
-        return is_transient(exc)
+    def put_manifest(self, body: bytes) -> None:
+        self._blob("manifest").upload_from_string(body, content_type="application/json", retry=DEFAULT_RETRY)
 
 
-class GcsAdapter(StorageAdapter):
+class GcsAdapter(base.StorageAdapter):
     provider = "gcp"
 
     def __init__(
@@ -437,20 +396,17 @@ class GcsAdapter(StorageAdapter):
             return None
         return lambda: refresh(file_id)
 
+    def _options(self, file: dict) -> dict[str, Any]:
+        """The keyword arguments of a reader or writer of ``file``."""
+        return {
+            "refresh": self._refresher(file),
+            "clock": self.clock,
+            "margin": self.refresh_margin,
+            "chunk_size": self.chunk_size,
+        }
+
     def reader(self, file: dict) -> GcsReader:
-        return GcsReader(
-            file,
-            refresh=self._refresher(file),
-            clock=self.clock,
-            margin=self.refresh_margin,
-            chunk_size=self.chunk_size,
-        )
+        return GcsReader(file, **self._options(file))
 
     def writer(self, prepared: dict) -> GcsWriter:
-        return GcsWriter(
-            prepared,
-            refresh=self._refresher(prepared),
-            clock=self.clock,
-            margin=self.refresh_margin,
-            chunk_size=self.chunk_size,
-        )
+        return GcsWriter(prepared, **self._options(prepared))

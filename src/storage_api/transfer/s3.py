@@ -9,13 +9,12 @@ known length are one streamed PUT (no buffering), and those of unknown length ho
 Reads are one streamed GetObject per slice (``open_range``, read by ``base.ResumingReader``): a GET cut mid-body
 is resumed with ``Range: bytes={offset}-`` and ``If-Match: {ETag of the first GET}``, so S3 answers 412 rather
 than bytes of a newer object. Multipart file uploads re-send only a cut part (s3transfer retries the UploadPart).
+The slice list, the manifest and the cause walk of ``is_transient`` are ``base``'s; this module declares S3's
+transient errors (``S3Errors``) and makes the SDK calls.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-import re
 import threading
 from contextlib import closing
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import boto3
-import requests
+import boto3.exceptions
+import s3transfer.exceptions
 import urllib3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
@@ -37,10 +37,9 @@ from botocore.exceptions import (
 )
 
 from ..errors import TransferError
-from .base import FileReader, FileWriter, Progress, RangeStream, Slice, SliceChanged, StorageAdapter
+from . import base
+from .base import MB, Progress, RangeStream, Slice, SliceChanged
 
-MB = 2**20
-_MANIFEST_TIMEOUT = (30, 300)
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError"}
 
 # Multipart above 64 MiB with 64 MiB parts (10,000 parts = 640 GB); parts are read from disk as they are sent.
@@ -60,7 +59,6 @@ def stream_upload_config(chunk_size: int = 8 * MB, chunks_in_memory: int = 2) ->
 
 
 STREAM_UPLOAD_CONFIG = stream_upload_config()
-_CONTENT_RANGE_TOTAL = re.compile(r"/\s*(\d+)\s*$")
 CLIENT_CONFIG = Config(
     retries={"max_attempts": 5, "mode": "standard"},
     max_pool_connections=32,
@@ -110,78 +108,53 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parts.netloc, parts.path[1:]
 
 
-def is_transient(exc: BaseException) -> bool:
+class S3Errors(base.StorageErrors):
     """Worth another attempt: network trouble, throttling, S3 5xx (looks through s3transfer's wrappers)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
+
+    storage_name = "S3"
+    transient_errors = (
+        HTTPClientError,
+        ConnectionClosedError,
+        IncompleteReadError,
+        ResponseStreamingError,
+        # botocore cannot rewind a streamed PUT body to retry it: the slice is restarted from a new stream
+        UnseekableStreamError,
+        # a connection broken mid-body surfaces unwrapped when the stream is read below botocore's StreamingBody
+        *base.NETWORK_ERRORS,
+        urllib3.exceptions.TimeoutError,
+        # s3transfer / boto3 gave up on a streaming read
+        s3transfer.exceptions.RetriesExceededError,
+        boto3.exceptions.RetriesExceededError,
+    )
+
+    def transient_answer(self, exc: BaseException) -> bool | None:
         if isinstance(exc, ClientError):
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
             return status >= 500 or exc.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
-        if isinstance(
-            exc,
-            (
-                HTTPClientError,
-                ConnectionClosedError,
-                IncompleteReadError,
-                ResponseStreamingError,
-                ConnectionError,
-                # botocore cannot rewind a streamed PUT body to retry it: the slice is restarted from a new stream
-                UnseekableStreamError,
-            ),
-        ):
-            return True
-        if isinstance(exc, (TimeoutError, requests.ConnectionError, requests.Timeout)):
-            return True
-        # a connection broken mid-body surfaces unwrapped when the stream is read below botocore's StreamingBody
-        if isinstance(
-            exc, (urllib3.exceptions.ProtocolError, urllib3.exceptions.TimeoutError, http.client.IncompleteRead)
-        ):
-            return True
-        if type(exc).__name__ == "RetriesExceededError":  # s3transfer gave up on a streaming read
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+        return None
 
 
-class S3Reader(FileReader):
+is_transient = S3Errors().is_transient
+
+
+class S3Reader(S3Errors, base.StoredFileReader):
+    manifest_errors = (ClientError,)
+    parse_url = staticmethod(parse_s3_url)
+
     def __init__(self, file: dict):
         path = file.get("s3Path") or {}
-        if not path.get("bucket") or "credentials" not in file:
-            raise TransferError(
-                f"File {file.get('id')} has no S3 credentials; read it with files/{{id}}?federationToken=1."
-            )
-        self.file_id = file.get("id")
+        super().__init__(file, readable=bool(path.get("bucket")) and "credentials" in file)
         self.bucket = path["bucket"]
         self.key = path["key"]
-        self.sliced = bool(file.get("isSliced"))
-        self.size = file.get("sizeBytes")
-        self.presigned_url = file.get("url")
         self.client = s3_client(file["credentials"], file.get("region"))
 
-    def slices(self) -> list[Slice]:
-        if not self.sliced:
-            return [Slice(f"s3://{self.bucket}/{self.key}", self.size)]
-        entries = self._manifest().get("entries") or []
-        parts = []
-        for entry in entries:
-            parse_s3_url(entry["url"])  # fail early on a foreign entry
-            parts.append(Slice(entry["url"]))
-        return parts
+    def file_url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
 
-    def _manifest(self) -> dict:
-        # Like the PHP client: the manifest sits next to the slices at key + "manifest"; the presigned url
-        # (a GET of the manifest) is the fallback when the credentials cannot read it.
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self.key + "manifest")["Body"]
-            with closing(body):
-                return json.loads(body.read())
-        except ClientError:
-            if not self.presigned_url:
-                raise
-        response = requests.get(self.presigned_url, timeout=_MANIFEST_TIMEOUT)
-        response.raise_for_status()
-        return response.json()
+    def read_manifest(self) -> bytes:
+        body = self.client.get_object(Bucket=self.bucket, Key=self.key + "manifest")["Body"]
+        with closing(body):
+            return body.read()
 
     def open_range(self, part: Slice, offset: int, version: str | None) -> RangeStream:
         bucket, key = parse_s3_url(part.url)
@@ -195,25 +168,15 @@ class S3Reader(FileReader):
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             code = exc.response.get("Error", {}).get("Code")
-            if version and (status in (412, 416) or code in ("PreconditionFailed", "InvalidRange")):
+            if version and (status in base.CHANGED_STATUS or code in ("PreconditionFailed", "InvalidRange")):
                 raise SliceChanged(f"S3 answered {status} {code} to If-Match {version}") from exc
             raise
-        body = response["Body"]  # botocore StreamingBody: read(n), close(); checks its length at the end
-        etag = response.get("ETag")
-        if version and etag and etag != version:  # a server ignoring If-Match
-            body.close()
-            raise SliceChanged(f"S3 returned ETag {etag}, the read started at ETag {version}")
-        size = response.get("ContentLength") or 0
-        if offset:
-            total = _CONTENT_RANGE_TOTAL.search(response.get("ContentRange") or "")
-            size = int(total.group(1)) if total else offset + size
-        return RangeStream(body, size, etag)
-
-    def is_transient(self, exc: BaseException) -> bool:
-        return is_transient(exc)
+        # botocore StreamingBody: read(n), close(); checks its length at the end
+        size = base.object_size(offset, response.get("ContentLength"), response.get("ContentRange"))
+        return RangeStream(response["Body"], size, response.get("ETag"))
 
 
-class S3Writer(FileWriter):
+class S3Writer(S3Errors, base.PreparedFileWriter):
     def __init__(
         self,
         prepared: dict,
@@ -221,14 +184,9 @@ class S3Writer(FileWriter):
         stream_config: TransferConfig = STREAM_UPLOAD_CONFIG,
     ):
         params = prepared.get("uploadParams") or {}
-        if not params.get("bucket") or "credentials" not in params:
-            raise TransferError(
-                f"File {prepared.get('id')} has no S3 upload parameters; prepare it with federationToken=true."
-            )
-        self.file_id = prepared.get("id")
+        super().__init__(prepared, writable=bool(params.get("bucket")) and "credentials" in params)
         self.bucket = params["bucket"]
         self.key = params["key"]
-        self.sliced = bool(prepared.get("isSliced"))
         self.extra_args = {"ACL": params.get("acl") or "private"}
         if params.get("x-amz-server-side-encryption"):
             # encrypted uploads without the header are refused with 403 (contract section 3)
@@ -272,18 +230,13 @@ class S3Writer(FileWriter):
             Config=self.stream_config,
         )
 
-    def write_manifest(self, names: list[str]) -> None:
-        entries = [{"url": f"s3://{self.bucket}/{self.key}{name}", "mandatory": True} for name in names]
-        self.client.put_object(
-            Bucket=self.bucket,
-            Key=self.key + "manifest",
-            Body=json.dumps({"entries": entries}).encode(),
-            ContentType="application/json",
-            **self.extra_args,
-        )
+    def slice_url(self, name: str) -> str:
+        return f"s3://{self.bucket}/{self.key}{name}"
 
-    def is_transient(self, exc: BaseException) -> bool:
-        return is_transient(exc)
+    def put_manifest(self, body: bytes) -> None:
+        self.client.put_object(
+            Bucket=self.bucket, Key=self.key + "manifest", Body=body, ContentType="application/json", **self.extra_args
+        )
 
 
 class _CountingReader:
@@ -300,7 +253,7 @@ class _CountingReader:
         return data
 
 
-class S3Adapter(StorageAdapter):
+class S3Adapter(base.StorageAdapter):
     provider = "aws"
 
     def __init__(
