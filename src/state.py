@@ -2,10 +2,18 @@
 
 Format::
 
-    {"version": 1,
-     "tables": {"<source table id>": {"watermark": <unix int>, "destination": "<table id>", "lastSuccess": "<iso>"}}}
+    {"version": 2,
+     "tables": {"<source table id>": {"watermark": <unix int>, "destination": "<table id>", "lastSuccess": "<iso>",
+                                      "lineage": {"source": "<stack>#<project>", "sourceCreated": "<iso>",
+                                                  "destination": "<stack>#<project>", "destinationCreated": "<iso>",
+                                                  "selection": {"columns": [...], "whereFilters": [...]}}}}}
 
 Rules:
+
+- a watermark is valid only for what it measured (its ``lineage``): the same source project and table (its
+  creation time), the same destination project and table (its creation time) and the same selection. Anything
+  else means a full copy, and ``resume_point`` says why in one phrase for the log. Version-1 states (no lineage)
+  are read and their entries treated as unknown lineage: each table is copied fully once;
 
 - entries of tables that this run does not process are carried over unchanged;
 - an entry changes only through ``commit``, which the workflows call after the table's data is committed
@@ -19,17 +27,75 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from keboola.component.exceptions import UserException
 
 logger = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SYNC_OVERLAP_SECONDS = 300
 EXPORT_OVERLAP_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What a watermark measured. ``source``/``destination`` identify projects as ``<stack url>#<project id>``;
+    the ``*_created`` fields are the tables' server creation times (None: the destination table does not exist)."""
+
+    source: str
+    source_created: str | None
+    destination: str | None = None
+    destination_table: str | None = None
+    destination_created: str | None = None
+    selection: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "sourceCreated": self.source_created,
+            "destination": self.destination,
+            "destinationTable": self.destination_table,
+            "destinationCreated": self.destination_created,
+            "selection": copy.deepcopy(dict(self.selection)),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Lineage | None:
+        if not isinstance(data, Mapping) or not isinstance(data.get("source"), str):
+            return None
+        selection = data.get("selection")
+        return cls(
+            source=data["source"],
+            source_created=data.get("sourceCreated"),
+            destination=data.get("destination"),
+            destination_table=data.get("destinationTable"),
+            destination_created=data.get("destinationCreated"),
+            selection=selection if isinstance(selection, Mapping) else {},
+        )
+
+    def difference(self, recorded: Lineage) -> str | None:
+        """Why a watermark recorded with ``recorded`` does not apply now (None: it does)."""
+        if recorded.source != self.source:
+            return "the source is another project than the one the state was recorded for"
+        if recorded.source_created != self.source_created:
+            return "the source table was recreated since the last run"
+        if recorded.destination != self.destination:
+            return "the destination is another project than the one the state was recorded for"
+        if recorded.destination_table != self.destination_table:
+            return "the destination table changed since the last run"
+        if self.destination_table is not None and self.destination_created is None:
+            return "the destination table does not exist"
+        if recorded.destination_created != self.destination_created:
+            return "the destination table was recreated since the last run"
+        if dict(recorded.selection) != dict(self.selection):
+            return "the selection (columns or whereFilters) changed since the last run"
+        return None
 
 
 @dataclass(frozen=True)
@@ -37,6 +103,7 @@ class TableState:
     watermark: int | None
     destination: str | None
     last_success: str | None
+    lineage: Lineage | None = None
 
 
 class StateStore:
@@ -46,6 +113,7 @@ class StateStore:
         self._writer = writer
         self._tables: dict[str, dict] = {}
         self._extra: dict = {}
+        self._lock = threading.RLock()  # tables commit from several threads
         self._load(initial or {})
 
     def _load(self, initial: Mapping) -> None:
@@ -56,7 +124,7 @@ class StateStore:
             return
         version = initial.get("version")
         tables = initial.get("tables")
-        if version != STATE_VERSION or not isinstance(tables, Mapping):
+        if version not in READABLE_VERSIONS or not isinstance(tables, Mapping):
             logger.warning(
                 "The state has an unknown format (version %r); starting without watermarks (tables are copied fully).",
                 version,
@@ -79,34 +147,50 @@ class StateStore:
         if isinstance(watermark, bool) or not isinstance(watermark, int):
             watermark = None
         return TableState(
-            watermark=watermark, destination=entry.get("destination"), last_success=entry.get("lastSuccess")
+            watermark=watermark,
+            destination=entry.get("destination"),
+            last_success=entry.get("lastSuccess"),
+            lineage=Lineage.from_dict(entry.get("lineage")),
         )
 
-    def watermark(self, source_id: str, destination: str | None = None) -> int | None:
-        """The table's watermark; None when there is none, or when it was recorded for another destination."""
+    def resume_point(self, source_id: str, lineage: Lineage) -> tuple[int | None, str]:
+        """The table's watermark when it measured exactly ``lineage``, else None and the reason for a full copy."""
         entry = self.get(source_id)
-        if entry is None:
-            return None
-        if destination is not None and entry.destination not in (None, destination):
-            return None
-        return entry.watermark
+        if entry is None or entry.watermark is None:
+            return None, "first run"
+        if entry.lineage is None:
+            return None, "the state does not say what its watermark measured (written by an older version)"
+        difference = lineage.difference(entry.lineage)
+        if difference:
+            return None, difference
+        return entry.watermark, ""
 
     def to_dict(self) -> dict:
         return {**copy.deepcopy(self._extra), "version": STATE_VERSION, "tables": copy.deepcopy(self._tables)}
 
     # -- writing ------------------------------------------------------------------------------------------
     def commit(
-        self, source_id: str, *, watermark: int | None, destination: str, last_success: str | None = None
+        self,
+        source_id: str,
+        *,
+        watermark: int | None,
+        destination: str,
+        lineage: Lineage | None = None,
+        last_success: str | None = None,
     ) -> None:
-        """Record a table whose data is committed, and persist the whole state right away."""
-        entry = {"destination": destination, "lastSuccess": last_success or utc_now_iso()}
+        """Record a table whose data is committed, and persist the whole state right away (thread-safe)."""
+        entry: dict[str, Any] = {"destination": destination, "lastSuccess": last_success or utc_now_iso()}
         if watermark is not None:
             entry["watermark"] = int(watermark)
-        self._tables[source_id] = entry
-        self.save()
+        if lineage is not None:
+            entry["lineage"] = lineage.to_dict()
+        with self._lock:
+            self._tables[source_id] = entry
+            self._writer(self.to_dict())
 
     def save(self) -> None:
-        self._writer(self.to_dict())
+        with self._lock:
+            self._writer(self.to_dict())
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,12 @@ fails before gigabytes are uploaded) and ``write`` (once the data file is in the
 Primary-key policy (import and sync alike): a key the data comes with — ``primaryKey`` when configured, else the
 source table's (sync) or the input manifest's (import) — must equal an existing table's key; a mismatch is one
 sentence saying how to proceed, never a silent change of the table or a load that deduplicates by another key.
-An input manifest without a key loads into the table's own key.
+An input manifest without a key loads into the table's own key. With ``rebuild`` (sync's ``schemaChanges``) the
+table is dropped instead and created again from the data.
+
+Columns: columns of the data that the table lacks are added before the load (``POST tables/{id}/columns``, as
+Keboola's output mapping does). Columns of the table that the data lacks are dropped when the target follows a
+source (sync); an import refuses them (the load would fail). A dropped primary-key column is a key change.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class TableTarget:
     primary_key: tuple[str, ...]
     # whether an existing table must have exactly ``primary_key`` (False: an import without a stated key)
     key_required: bool = True
+    follows_source: bool = False  # sync: columns the data lacks are dropped from the table
+    rebuild: bool = False  # a changed key drops and recreates the table instead of failing
     metadata: Sequence[Mapping[str, str]] = field(default=(), repr=False)
     column_metadata: Mapping[str, Sequence[Mapping[str, str]]] = field(default_factory=dict, repr=False)
 
@@ -64,6 +71,17 @@ class DataFile:
     headerless: bool  # sliced or header-less data: loaded with ``columns``
 
 
+@dataclass(frozen=True)
+class WriteResult:
+    job: Mapping[str, Any] | None  # the load job (None: the table was created from the file in one job)
+    table: Mapping[str, Any] = field(repr=False)  # the table's detail after the write
+
+    @property
+    def rows_total(self) -> int | None:
+        value = self.table.get("rowsCount")
+        return value if isinstance(value, int) else None
+
+
 class Destination:
     """One destination project. Thread-safe: each bucket is checked (and created) once per run."""
 
@@ -78,11 +96,17 @@ class Destination:
     # -- before the transfer ----------------------------------------------------------------------------------
     def prepare(self, target: TableTarget) -> PreparedTable:
         self.ensure_bucket(bucket_of(target.table_id), for_table=target.table_id)
-        with storage_errors("reading", target.table_id):
-            existing = self.client.tables.detail(target.table_id)
+        existing = self.read(target.table_id)
+        why = self._key_change(target, existing) if existing is not None else None
+        if why:
+            existing = self._rebuild(target, why)
         if existing is not None:
-            self._check_primary_key(target, existing)
+            existing = self._reconcile_columns(target, existing)
         return PreparedTable(target, existing)
+
+    def read(self, table_id: str) -> dict | None:
+        with storage_errors("reading", table_id):
+            return self.client.tables.detail(table_id)
 
     def ensure_bucket(self, bucket_id: str, *, for_table: str) -> None:
         with self._lock:
@@ -119,20 +143,61 @@ class Destination:
             )
 
     @staticmethod
-    def _check_primary_key(target: TableTarget, existing: Mapping[str, Any]) -> None:
+    def _key_change(target: TableTarget, existing: Mapping[str, Any]) -> str | None:
+        """Why the existing table's key does not fit the data (None: it does)."""
         existing_pk = list(existing.get("primaryKey") or [])
-        if not target.key_required or sorted(existing_pk) == sorted(target.primary_key):
-            return
-        raise UserException(
-            f"Table {target.table_id} has primary key [{', '.join(existing_pk)}] but {target.origin} comes with "
-            f"[{', '.join(target.primary_key)}]; set primaryKey to [{', '.join(existing_pk)}], change the primary "
-            f"key of {target.table_id}, or drop the table so that it is created again."
-        )
+        dropped = [c for c in existing_pk if c not in target.columns]
+        if target.follows_source and dropped:
+            return f"its primary key column {dropped[0]} is no longer in {target.origin}"
+        if target.key_required and sorted(existing_pk) != sorted(target.primary_key):
+            return (
+                f"it has primary key [{', '.join(existing_pk)}] but {target.origin} comes with "
+                f"[{', '.join(target.primary_key)}]"
+            )
+        return None
+
+    def _rebuild(self, target: TableTarget, why: str) -> None:
+        dest = target.table_id
+        if not target.rebuild:
+            existing_hint = "set primaryKey to the table's key, " if not target.follows_source else ""
+            raise UserException(
+                f"Table {dest} cannot take the data because {why}; {existing_hint}change the primary key of {dest}, "
+                f'drop the table so that it is created again, or set schemaChanges to "rebuild".'
+            )
+        logger.warning("Table %s: dropping and recreating it because %s (schemaChanges: rebuild).", dest, why)
+        with storage_errors("dropping", dest):
+            self.client.tables.delete(dest)
+
+    def _reconcile_columns(self, target: TableTarget, existing: dict) -> dict:
+        dest = target.table_id
+        present = list(existing.get("columns") or [])
+        missing = [c for c in target.columns if c not in present]
+        extra = [c for c in present if c not in target.columns]
+        if extra and not target.follows_source:
+            raise UserException(
+                f"Table {dest} has column(s) {', '.join(extra)} that {target.origin} lacks, so the load would fail; "
+                f"add them to the input table or drop them from {dest}."
+            )
+        for column in missing:
+            logger.info("Table %s: adding column %s (new in %s).", dest, column, target.origin)
+            with storage_errors(f"adding column {column} to", dest):
+                self.client.tables.add_column(dest, column)
+        for column in extra:
+            logger.info("Table %s: dropping column %s (no longer in %s).", dest, column, target.origin)
+            with storage_errors(f"dropping column {column} of", dest):
+                self.client.tables.delete_column(dest, column)
+        if not missing and not extra:
+            return existing
+        return {**existing, "columns": [c for c in present if c not in extra] + missing}
 
     # -- after the transfer -----------------------------------------------------------------------------------
-    def write(self, prepared: PreparedTable, data: DataFile, *, incremental: bool) -> dict | None:
-        """Create the table from the data (when missing) or load the data into it; returns the load job, or None
-        when the table was created from the file in one step."""
+    def write(self, prepared: PreparedTable, data: DataFile, *, incremental: bool) -> WriteResult:
+        """Create the table from the data (when missing) or load the data into it; then read the table."""
+        job = self._create_or_load(prepared, data, incremental=incremental)
+        table = self.read(prepared.target.table_id) or {}
+        return WriteResult(job, table)
+
+    def _create_or_load(self, prepared: PreparedTable, data: DataFile, *, incremental: bool) -> dict | None:
         target = prepared.target
         dest = target.table_id
         columns = list(target.columns)
@@ -174,13 +239,3 @@ class Destination:
 
 def pk_text(primary_key: Sequence[str]) -> str:
     return f"with primary key [{', '.join(primary_key)}]" if primary_key else "without a primary key"
-
-
-def result_rows(job: Mapping[str, Any] | None) -> int | None:
-    """Rows reported by an import job (``results.totalRowsCount``), if any."""
-    results = (job or {}).get("results")
-    if isinstance(results, Mapping):
-        value = results.get("totalRowsCount")
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None

@@ -18,12 +18,14 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from state import EXPORT_OVERLAP_SECONDS, job_watermark
+from state import EXPORT_OVERLAP_SECONDS, Lineage, job_watermark
 from workflows.context import RunContext, storage_errors
 from workflows.files import copy_stream, is_gzip, remove_path
 from workflows.metadata import column_metadata_pairs, metadata_pairs
 from workflows.plan import PlannedTable, plan_tables
 from workflows.progress import Progress
+from workflows.projects import project_key
+from workflows.runner import TableOutcome, TableRunner, finish
 
 if TYPE_CHECKING:
     from storage_api import StorageClient
@@ -38,20 +40,26 @@ def run(ctx: RunContext) -> None:
     plans = plan_tables(client, ctx.config.tables, mode="export")
     logger.info("Exporting %d table(s): %s", len(plans), ", ".join(p.source_id for p in plans))
     ctx.tables_out.mkdir(parents=True, exist_ok=True)
-    for plan in plans:
-        export_table(ctx, client, plan)
+    runner = TableRunner(int(getattr(ctx.config, "parallelism", 1) or 1), what="table(s)")
+    outcomes = runner.run(plans, lambda plan: export_table(ctx, client, plan), label=lambda plan: plan.source_id)
     ctx.state.save()
+    finish(outcomes, "table(s)")
     logger.info("Export finished: %d table(s).", len(plans))
 
 
-def export_table(ctx: RunContext, client: StorageClient, plan: PlannedTable) -> None:
+def export_table(ctx: RunContext, client: StorageClient, plan: PlannedTable) -> TableOutcome:
     settings = plan.settings
     changed_since = None
     uses_last = bool(settings.changed_since and settings.changed_since.is_last)
+    lineage = Lineage(
+        source=project_key(ctx.config.require("source").url, client.project_id),
+        source_created=plan.detail.get("created"),
+        selection={"columns": list(plan.columns), "whereFilters": [f.to_api() for f in settings.where_filters]},
+    )
     if uses_last:
-        changed_since = ctx.state.watermark(plan.source_id)
+        changed_since, reason = ctx.state.resume_point(plan.source_id, lineage)
         if changed_since is None:
-            logger.info("Table %s: no previous successful export in the state; exporting all rows.", plan.source_id)
+            logger.info("Table %s: exporting all rows (%s).", plan.source_id, reason)
     elif settings.changed_since:
         changed_since = settings.changed_since.resolve(ctx.now)
 
@@ -94,7 +102,8 @@ def export_table(ctx: RunContext, client: StorageClient, plan: PlannedTable) -> 
     cache = " (export cache hit)" if getattr(result, "cache_hit", False) else ""
     logger.info(progress.summary("exported", rows, size) + cache)
     if uses_last:
-        ctx.state.commit(plan.source_id, watermark=watermark, destination=plan.destination_id)
+        ctx.state.commit(plan.source_id, watermark=watermark, destination=plan.destination_id, lineage=lineage)
+    return TableOutcome(plan.source_id, "export", rows=rows, bytes=size)
 
 
 def _write_sliced(client: StorageClient, file: dict, folder: Path, progress: Progress) -> int:

@@ -20,11 +20,12 @@ from keboola.component.exceptions import UserException
 from configuration import table_name
 from workflows.context import RunContext, storage_errors
 from workflows.csv_slicing import SLICE_BYTES, SLICES_AHEAD, gzip_slices
-from workflows.destination import DataFile, Destination, TableTarget, result_rows
+from workflows.destination import DataFile, Destination, TableTarget
 from workflows.files import MB, gzip_file, is_gzip
 from workflows.input_tables import InputTable, discover_inputs
 from workflows.plan import PlannedInput, plan_inputs
 from workflows.progress import Progress
+from workflows.runner import TableOutcome, TableRunner, finish
 
 if TYPE_CHECKING:
     from storage_api import StorageClient
@@ -46,13 +47,18 @@ def run(ctx: RunContext) -> None:
         "Importing %d table(s): %s", len(plans), ", ".join(f"{p.table.file_name} -> {p.destination_id}" for p in plans)
     )
     destination = Destination(client, metadata_provider=ctx.metadata_provider, tags=UPLOAD_TAGS)
-    for plan in plans:
-        import_table(client, destination, plan)
+    runner = TableRunner(int(getattr(ctx.config, "parallelism", 1) or 1), what="table(s)")
+    outcomes = runner.run(
+        plans, lambda plan: import_table(client, destination, plan, runner), label=lambda plan: plan.destination_id
+    )
     ctx.state.save()
+    finish(outcomes, "table(s)")
     logger.info("Import finished: %d table(s).", len(plans))
 
 
-def import_table(client: StorageClient, destination: Destination, plan: PlannedInput) -> None:
+def import_table(
+    client: StorageClient, destination: Destination, plan: PlannedInput, runner: TableRunner
+) -> TableOutcome:
     table = plan.table
     target = TableTarget(
         table_id=plan.destination_id,
@@ -68,9 +74,26 @@ def import_table(client: StorageClient, destination: Destination, plan: PlannedI
     with storage_errors("importing", plan.destination_id):
         data, size = _upload(client, table, progress)
     logger.info("Table %s: uploaded %.2f MB in %.1f s.", plan.destination_id, size / MB, progress.elapsed)
-    job = destination.write(prepared, data, incremental=plan.settings.incremental and prepared.existing is not None)
+    runner.check_stop()
+    incremental = plan.settings.incremental and prepared.existing is not None
+    written = destination.write(prepared, data, incremental=incremental)
     destination.set_metadata(target)
-    logger.info(progress.summary(f"imported from {plan.where},", result_rows(job), size))
+    moved = None if incremental else written.rows_total  # a full load leaves exactly the imported rows
+    logger.info(
+        progress.summary(f"imported from {plan.where},", moved, size)
+        + f" The table holds {_count(written.rows_total)} rows."
+    )
+    return TableOutcome(
+        plan.destination_id,
+        "incremental" if incremental else "full",
+        rows=moved,
+        total=written.rows_total,
+        bytes=size,
+    )
+
+
+def _count(value: int | None) -> str:
+    return "n/a" if value is None else str(value)
 
 
 def _upload(client: StorageClient, table: InputTable, progress: Progress) -> tuple[DataFile, int]:

@@ -1,30 +1,37 @@
-"""Sync mode: source project -> destination project (same or another stack), per-table watermarks.
+"""Sync mode: source project -> destination project (same or another stack); the destination ends equal to the
+source selection, row for row and column for column.
 
-Per planned source table:
-- first run (no watermark for this destination, or destination table missing), a table without a primary key,
-  or ``incremental: false``: full copy (export without changedSince, full load);
-- later runs: export rows changed since the watermark and load them incrementally (upsert by primary key).
-The exported slices are copied file storage to file storage without decompression and loaded with ``columns``
-(slices are headerless). The watermark is the source export job's server ``startTime`` minus an overlap; it is
-written to the state only after the destination load job succeeded. Rows deleted in the source are not deleted
-in the destination.
+Per planned source table (``parallelism`` tables at a time, each isolated from the others' failures):
+1. destination step, first half: bucket; the existing table's key and columns follow the source (new columns
+   added, dropped ones dropped; a changed key fails, or rebuilds the table with ``schemaChanges: rebuild``);
+2. the state's watermark applies only when it measured exactly this source table, destination table and
+   selection (``state.Lineage``); otherwise a full copy, with the reason in the log;
+3. transfer: export (rows changed since the watermark, or all) and copy the slices file storage to file storage
+   without decompressing them;
+4. destination step, second half: create or load (incremental upsert by primary key, or full);
+5. deletes: after an incremental load, keys in the destination that are no longer in the source selection are
+   deleted (``deletes: propagate``, the default) or counted (``keep``); a full load needs none;
+6. metadata, then the state commit (watermark = the export job's server start time minus an overlap).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from keboola.component.exceptions import UserException
 
 from configuration import table_name
-from state import SYNC_OVERLAP_SECONDS, job_watermark
+from state import SYNC_OVERLAP_SECONDS, Lineage, job_watermark
 from workflows.context import RunContext, storage_errors
-from workflows.destination import DataFile, Destination, TableTarget, result_rows
+from workflows.destination import DataFile, Destination, TableTarget
 from workflows.files import MB
 from workflows.metadata import column_metadata_pairs, metadata_pairs
 from workflows.plan import PlannedTable, plan_tables
 from workflows.progress import Progress
+from workflows.projects import project_key, same_project
+from workflows.runner import TableOutcome, TableRunner, finish
 
 if TYPE_CHECKING:
     from storage_api import StorageClient
@@ -34,64 +41,102 @@ logger = logging.getLogger(__name__)
 COPY_TAGS = ("storage-sync",)
 
 
+@dataclass(frozen=True)
+class SyncRun:
+    """What every table of one sync shares."""
+
+    ctx: RunContext
+    source: StorageClient
+    destination: Destination
+    source_project: str  # "<stack>#<project id>"
+    destination_project: str
+    runner: TableRunner
+
+
 def run(ctx: RunContext) -> None:
     ctx.state.save()  # out/state.json exists from the start: entries of other tables are carried over
     source = ctx.source_client()
     destination_client = ctx.destination_client()
-    dest_conn = ctx.config.require("destination")
+    source_conn, dest_conn = ctx.config.require("source"), ctx.config.require("destination")
     plans = plan_tables(source, ctx.config.tables, mode="sync", default_bucket=dest_conn.bucket)
-    _refuse_copy_onto_itself(ctx, source, destination_client, plans)
+    with storage_errors("verifying the tokens"):
+        source_project = project_key(source_conn.url, source.project_id)
+        destination_project = project_key(dest_conn.url, destination_client.project_id)
+    _refuse_copy_onto_itself(source, destination_client, source_conn.url, dest_conn.url, plans)
     source.preload_transfer()  # the file-storage SDKs load while the first export job runs
     if destination_client.provider != source.provider:
         destination_client.preload_transfer()
     logger.info("Syncing %d table(s): %s", len(plans), ", ".join(f"{p.source_id} -> {p.destination_id}" for p in plans))
-    destination = Destination(destination_client, metadata_provider=ctx.metadata_provider, tags=COPY_TAGS)
-    incremental_runs = 0
-    for plan in plans:
-        incremental_runs += sync_table(ctx, source, destination, plan)
-    if incremental_runs:
-        logger.info(
-            "Note: incremental syncs copy new and changed rows only; rows deleted in the source stay in the "
-            "destination until the next full copy."
-        )
+    runner = TableRunner(_parallelism(ctx), what="table(s)")
+    shared = SyncRun(
+        ctx=ctx,
+        source=source,
+        destination=Destination(destination_client, metadata_provider=ctx.metadata_provider, tags=COPY_TAGS),
+        source_project=source_project,
+        destination_project=destination_project,
+        runner=runner,
+    )
+    outcomes = runner.run(plans, lambda plan: sync_table(shared, plan), label=lambda plan: plan.source_id)
     ctx.state.save()
+    finish(outcomes, "table(s)")
     logger.info("Sync finished: %d table(s).", len(plans))
 
 
+def _parallelism(ctx: RunContext) -> int:
+    return int(getattr(ctx.config, "parallelism", 1) or 1)
+
+
 def _refuse_copy_onto_itself(
-    ctx: RunContext, source: StorageClient, destination: StorageClient, plans: list[PlannedTable]
+    source: StorageClient, destination: StorageClient, source_url: str, destination_url: str, plans: list[PlannedTable]
 ) -> None:
-    if ctx.config.require("source").url != ctx.config.require("destination").url:
-        return
-    if not any(p.source_id == p.destination_id for p in plans):
+    onto_itself = [p for p in plans if p.source_id == p.destination_id]
+    if not onto_itself:
         return
     with storage_errors("verifying the tokens"):
-        same_project = str(source.project_id) == str(destination.project_id)
-    if same_project:
-        table = next(p.source_id for p in plans if p.source_id == p.destination_id)
+        same = same_project(source_url, source.verify_token(), destination_url, destination.verify_token())
+    if same:
         raise UserException(
-            f"The source and destination are the same project, so table {table} would be copied onto itself; "
-            f"set destination.bucket or the table's destination."
+            f"The source and destination are the same project, so table {onto_itself[0].source_id} would be copied "
+            f"onto itself; set destination.bucket or the table's destination."
         )
 
 
-def sync_table(ctx: RunContext, source: StorageClient, destination: Destination, plan: PlannedTable) -> int:
-    """Sync one table; returns 1 when it was an incremental (changes only) sync, else 0."""
+def _selection(plan: PlannedTable) -> dict:
+    """What the user selected of the source table (a change of it invalidates the watermark)."""
+    settings = plan.settings
+    return {
+        "columns": list(settings.columns) if settings.columns else None,
+        "whereFilters": [f.to_api() for f in settings.where_filters],
+    }
+
+
+def sync_table(run: SyncRun, plan: PlannedTable) -> TableOutcome:
+    ctx, source, destination = run.ctx, run.source, run.destination
     dest_id = plan.destination_id
     pk = list(plan.primary_key)
     columns = list(plan.columns)
     target = TableTarget(
         table_id=dest_id,
-        origin=f"the sync of {plan.source_id}",
+        origin=f"source table {plan.source_id}",
         columns=plan.columns,
         primary_key=plan.primary_key,
+        follows_source=True,
+        rebuild=getattr(plan.settings, "schema_changes", "follow") == "rebuild",
         metadata=metadata_pairs(plan.detail.get("metadata")),
         column_metadata=column_metadata_pairs(plan.detail.get("columnMetadata"), columns),
     )
     prepared = destination.prepare(target)
     existing = prepared.existing
 
-    watermark = ctx.state.watermark(plan.source_id, dest_id)
+    lineage = Lineage(
+        source=run.source_project,
+        source_created=plan.detail.get("created"),
+        destination=run.destination_project,
+        destination_table=dest_id,
+        destination_created=(existing or {}).get("created"),
+        selection=_selection(plan),
+    )
+    watermark, reason = ctx.state.resume_point(plan.source_id, lineage)
     if not pk:
         logger.warning(
             "Table %s has no primary key, so it is fully reloaded every run (an incremental load without a primary "
@@ -102,11 +147,10 @@ def sync_table(ctx: RunContext, source: StorageClient, destination: Destination,
     if incremental:
         logger.info("Table %s: copying rows changed since %d (unix time) to %s.", plan.source_id, watermark, dest_id)
     else:
-        reason = (
-            "first run"
-            if watermark is None or existing is None
-            else ("incremental is off" if not plan.settings.incremental else "no primary key")
-        )
+        if watermark is not None:
+            reason = "incremental is off" if not plan.settings.incremental else "no primary key"
+        elif existing is None:
+            reason = "the destination table does not exist"
         logger.info("Table %s: full copy to %s (%s).", plan.source_id, dest_id, reason)
 
     progress = Progress(plan.source_id, "copied")
@@ -131,10 +175,31 @@ def sync_table(ctx: RunContext, source: StorageClient, destination: Destination,
         )
         destination.client.transfer.copy(source_file, copied, progress)
     logger.info("Table %s: copied %.2f MB of slices in %.1f s.", plan.source_id, progress.bytes / MB, progress.elapsed)
-    job = destination.write(prepared, DataFile(copied["id"], headerless=sliced), incremental=incremental)
+    run.runner.check_stop()
+    written = destination.write(prepared, DataFile(copied["id"], headerless=sliced), incremental=incremental)
+    deleted = None
     destination.set_metadata(target)
+    total = written.rows_total
+    if deleted:
+        total = (destination.read(dest_id) or {}).get("rowsCount", total)
+    committed = Lineage(**{**lineage.__dict__, "destination_created": written.table.get("created")})
     ctx.state.commit(
-        plan.source_id, watermark=new_watermark, destination=dest_id, last_success=(job or {}).get("endTime")
+        plan.source_id,
+        watermark=new_watermark,
+        destination=dest_id,
+        lineage=committed,
+        last_success=(written.job or {}).get("endTime"),
     )
-    logger.info(progress.summary("synced (incremental)" if incremental else "synced (full)", result_rows(job)))
-    return 1 if incremental else 0
+    moved = None if incremental else total  # a full load leaves exactly the copied rows
+    logger.info(
+        progress.summary("synced (incremental)" if incremental else "synced (full)", moved)
+        + f" The destination holds {'n/a' if total is None else total} rows."
+    )
+    return TableOutcome(
+        plan.source_id,
+        "incremental" if incremental else "full",
+        rows=moved,
+        deleted=deleted,
+        total=total,
+        bytes=progress.bytes,
+    )

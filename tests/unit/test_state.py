@@ -2,6 +2,7 @@
 
 import json
 import logging
+from dataclasses import replace
 
 import pytest
 from freezegun import freeze_time
@@ -9,6 +10,7 @@ from keboola.component.exceptions import UserException
 
 from state import (
     STATE_VERSION,
+    Lineage,
     StateStore,
     job_watermark,
     parse_server_time,
@@ -59,7 +61,7 @@ def test_entries_of_tables_not_processed_are_carried_over():
     writer = Writer()
     store = StateStore(PREVIOUS, writer)
     store.save()
-    assert writer.last == PREVIOUS
+    assert writer.last == {**PREVIOUS, "version": 2}
     store.commit("in.c-a.one", watermark=2500, destination="in.c-a.one")
     assert writer.last["tables"]["in.c-a.kept"] == PREVIOUS["tables"]["in.c-a.kept"]
     assert writer.last["tables"]["in.c-a.two"] == PREVIOUS["tables"]["in.c-a.two"]
@@ -81,41 +83,78 @@ def test_failed_table_keeps_its_old_watermark_and_earlier_commits_survive(tmp_pa
     on_disk = json.loads(path.read_text())
     assert on_disk["tables"]["in.c-a.one"]["watermark"] == 9999, "earlier table's progress is kept"
     assert on_disk["tables"]["in.c-a.two"]["watermark"] == 3000, "failed table keeps its watermark"
-    assert store.watermark("in.c-a.two") == 3000
+    assert store.get("in.c-a.two").watermark == 3000
 
 
 def test_in_memory_state_is_not_changed_by_the_caller_copy():
     store = StateStore(PREVIOUS, Writer())
     snapshot = store.to_dict()
     snapshot["tables"]["in.c-a.one"]["watermark"] = 1
-    assert store.watermark("in.c-a.one") == 2000
+    assert store.get("in.c-a.one").watermark == 2000
 
 
-def test_watermark_is_ignored_when_the_destination_changed():
-    store = StateStore(PREVIOUS, Writer())
-    assert store.watermark("in.c-a.one", "in.c-a.one") == 2000
-    assert store.watermark("in.c-a.one", "out.c-other.one") is None
-    assert store.watermark("in.c-a.missing") is None
+LINEAGE = Lineage(
+    source="https://connection.keboola.com#1",
+    source_created="2024-01-01T00:00:00+0000",
+    destination="https://connection.eu-central-1.keboola.com#2",
+    destination_table="in.c-a.one",
+    destination_created="2024-01-02T00:00:00+0000",
+    selection={"columns": ["id", "name"], "whereFilters": []},
+)
+
+
+def test_watermark_applies_only_to_what_it_measured():
+    store = StateStore({}, Writer())
+    store.commit("in.c-a.one", watermark=2000, destination="in.c-a.one", lineage=LINEAGE)
+    assert store.resume_point("in.c-a.one", LINEAGE) == (2000, "")
+    changes = {
+        "source": ("https://connection.keboola.com#9", "another project"),
+        "source_created": ("2024-03-01T00:00:00+0000", "source table was recreated"),
+        "destination": ("https://connection.keboola.com#2", "destination is another project"),
+        "destination_table": ("out.c-b.one", "destination table changed"),
+        "destination_created": ("2024-03-01T00:00:00+0000", "destination table was recreated"),
+        "selection": ({"columns": ["id"], "whereFilters": []}, "selection"),
+    }
+    for field_name, (value, reason) in changes.items():
+        watermark, why = store.resume_point("in.c-a.one", replace(LINEAGE, **{field_name: value}))
+        assert watermark is None and reason in why, field_name
+    missing = replace(LINEAGE, destination_created=None)
+    assert store.resume_point("in.c-a.one", missing) == (None, "the destination table does not exist")
+    assert store.resume_point("in.c-a.other", LINEAGE) == (None, "first run")
+
+
+def test_version_1_state_is_read_and_its_entries_copy_fully_once():
+    writer = Writer()
+    store = StateStore(PREVIOUS, writer)
+    assert store.get("in.c-a.one").watermark == 2000
+    watermark, why = store.resume_point("in.c-a.one", LINEAGE)
+    assert watermark is None and "older version" in why
+    store.commit("in.c-a.one", watermark=2500, destination="in.c-a.one", lineage=LINEAGE)
+    assert writer.last["version"] == 2
+    assert writer.last["tables"]["in.c-a.one"]["lineage"]["source"] == LINEAGE.source
+    assert writer.last["tables"]["in.c-a.kept"] == PREVIOUS["tables"]["in.c-a.kept"]
+    reread = StateStore(writer.last, Writer())
+    assert reread.resume_point("in.c-a.one", LINEAGE) == (2500, "")
 
 
 @pytest.mark.parametrize("initial", [None, {}])
 def test_first_run_starts_empty(initial):
     writer = Writer()
     StateStore(initial, writer).save()
-    assert writer.last == {"version": 1, "tables": {}}
+    assert writer.last == {"version": 2, "tables": {}}
 
 
 @pytest.mark.parametrize("initial", [{"watermark": 5}, {"version": 99, "tables": {}}, {"version": 1, "tables": []}])
 def test_unknown_state_format_starts_without_watermarks(initial, caplog):
     with caplog.at_level(logging.WARNING):
         store = StateStore(initial, Writer())
-    assert store.to_dict() == {"version": 1, "tables": {}}
+    assert store.to_dict() == {"version": 2, "tables": {}}
     assert "unknown format" in caplog.text
 
 
 def test_invalid_watermark_value_reads_as_none():
     store = StateStore({"version": 1, "tables": {"in.c-a.b": {"watermark": "soon"}}}, Writer())
-    assert store.watermark("in.c-a.b") is None
+    assert store.get("in.c-a.b").watermark is None
 
 
 def test_unknown_top_level_keys_are_kept():
