@@ -37,8 +37,8 @@ from emulator.filestorage.azure import azurite_binary
 from storage_api import StorageClient
 from storage_api.transfer import TransferManager
 from storage_api.transfer import s3 as s3mod
+from tests.integration.transfer_support import install_http_cuts
 from tests.reliability.conftest import CAMPAIGN, new_project, variants
-from tests.unit.test_transfer_providers import install_http_cuts
 
 MB = 2**20
 PROVIDERS = [

@@ -1,227 +1,36 @@
-"""TransferManager + S3 adapter against a local moto S3 server (reached through AWS_ENDPOINT_URL_S3)."""
+"""The transfer layer without a server: ResumingReader on made-up answers, and what the adapters share in
+``transfer/base.py`` (slice list and manifest, transient-error walk, object size). The adapters against real
+file storages: tests/integration/test_transfer_s3.py and test_transfer_providers.py."""
 
 from __future__ import annotations
 
-import gzip
 import io
-import itertools
 import json
-import logging
 import os
-import socket
-import threading
-import time
-from pathlib import Path
 
-import boto3
 import pytest
-from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ConnectionClosedError
-from moto.server import ThreadedMotoServer
 
 from storage_api import TransferError
-from storage_api.transfer import FileReader, RangeStream, ResumingReader, Slice, TransferManager
-from storage_api.transfer.base import SliceCut
-from storage_api.transfer.s3 import MB, S3Adapter, S3Reader, stream_upload_config
-
-REGION = "us-east-1"
-SOURCE, DESTINATION = "kbc-source-files", "kbc-destination-files"
-CREDENTIALS = {"AccessKeyId": "ASIATEST", "SecretAccessKey": "secret", "SessionToken": "session"}
-_ids = itertools.count(1000)
-
-# Small multipart sizes (S3's minimum part is 5 MiB) so multipart code paths run on small test data.
-SMALL_PARTS = S3Adapter(
-    file_config=TransferConfig(multipart_threshold=5 * MB, multipart_chunksize=5 * MB, max_concurrency=2),
-    stream_config=stream_upload_config(chunk_size=5 * MB, chunks_in_memory=2),
+from storage_api.transfer import (
+    FileReader,
+    PreparedFileWriter,
+    RangeStream,
+    ResumingReader,
+    Slice,
+    StorageErrors,
+    StoredFileReader,
+    TransferManager,
 )
+from storage_api.transfer.base import SliceCut, object_size
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    admin = boto3.client(
-        "s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="a", aws_secret_access_key="b"
-    )
-    for bucket in (SOURCE, DESTINATION):
-        admin.create_bucket(Bucket=bucket)
-    yield endpoint, admin
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint, monkeypatch):
-    endpoint, admin = s3_endpoint
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)  # what boto3 honours; the adapter passes no endpoint
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    return admin
-
-
-@pytest.fixture
-def manager():
-    with TransferManager(max_workers=4, adapters={"aws": SMALL_PARTS}, retry_wait=0.01) as transfer:
-        yield transfer
-
-
-def _prefix() -> str:
-    return f"exp-2/{next(_ids)}/table."
-
-
-def stored_file(bucket: str, key: str, *, sliced: bool, url: str | None = None) -> dict:
-    """What GET files/{id}?federationToken=1 returns on an AWS stack."""
-    return {
-        "id": next(_ids),
-        "provider": "aws",
-        "region": REGION,
-        "isSliced": sliced,
-        "url": url,
-        "s3Path": {"bucket": bucket, "key": key},
-        "credentials": CREDENTIALS,
-    }
-
-
-def prepared_file(bucket: str, key: str, *, sliced: bool) -> dict:
-    """What POST files/prepare returns on an AWS stack."""
-    return {
-        "id": next(_ids),
-        "provider": "aws",
-        "region": REGION,
-        "isSliced": sliced,
-        "uploadParams": {
-            "bucket": bucket,
-            "key": key,
-            "acl": "private",
-            "credentials": CREDENTIALS,
-            "x-amz-server-side-encryption": "AES256",
-        },
-    }
-
-
-def put_sliced(admin, bucket: str, key: str, slices: dict[str, bytes]) -> None:
-    """Slices at key + name and the manifest listing them in the dict's order."""
-    for name, data in slices.items():
-        admin.put_object(Bucket=bucket, Key=key + name, Body=data)
-    entries = [{"url": f"s3://{bucket}/{key}{name}"} for name in slices]
-    admin.put_object(Bucket=bucket, Key=key + "manifest", Body=json.dumps({"entries": entries}).encode())
-
-
-def read(admin, bucket: str, key: str) -> bytes:
-    return admin.get_object(Bucket=bucket, Key=key)["Body"].read()
-
-
-def slice_data(count: int, size: int = 300_000) -> list[bytes]:
-    return [gzip.compress(f"{i},row\n".encode() * (size // 6 + i * 997), compresslevel=1) for i in range(count)]
-
-
-class Totals:
-    def __init__(self):
-        self.total = 0
-        self.lock = threading.Lock()
-
-    def __call__(self, amount: int) -> None:
-        with self.lock:
-            self.total += amount
-
-
-# downloads ------------------------------------------------------------------------------------------------------
-def test_sliced_download_is_parallel_ordered_and_exact(s3, manager, tmp_path, monkeypatch):
-    key = _prefix()
-    data = slice_data(10)
-    # manifest order deliberately differs from the lexical order of the keys
-    names = [f"{9 - i:04d}_part_00.gz" for i in range(10)]
-    put_sliced(s3, SOURCE, key, dict(zip(names, data)))
-
-    running, peak, lock = 0, 0, threading.Lock()
-    original = S3Reader.download
-
-    def tracked(self, part, dest, progress, **kwargs):
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        try:
-            time.sleep(0.05)
-            original(self, part, dest, progress, **kwargs)
-        finally:
-            with lock:
-                running -= 1
-
-    monkeypatch.setattr(S3Reader, "download", tracked)
-    progress = Totals()
-    paths = manager.download(stored_file(SOURCE, key, sliced=True), tmp_path / "out", progress)
-
-    assert [p.name for p in paths] == [f"part_{i:05d}.gz" for i in range(10)]
-    assert [p.read_bytes() for p in paths] == data
-    assert sorted(paths) == paths
-    assert 1 < peak <= 4
-    assert progress.total == sum(map(len, data))
-
-
-def test_non_sliced_download(s3, manager, tmp_path):
-    key = _prefix() + "csv.gz"
-    s3.put_object(Bucket=SOURCE, Key=key, Body=b"abc" * 1000)
-    paths = manager.download(stored_file(SOURCE, key, sliced=False), tmp_path)
-    assert [p.name for p in paths] == ["part_00000.csv.gz"] and paths[0].read_bytes() == b"abc" * 1000
-
-
-def test_manifest_falls_back_to_the_presigned_url(s3, manager, tmp_path):
-    key = _prefix()
-    put_sliced(s3, SOURCE, key, {"0000_part_00": b"a,b\n"})
-    url = s3.generate_presigned_url("get_object", Params={"Bucket": SOURCE, "Key": key + "manifest"})
-    elsewhere = stored_file(SOURCE, "elsewhere/no-manifest-here.", sliced=True, url=url)
-    (path,) = manager.download(elsewhere, tmp_path)
-    assert path.read_bytes() == b"a,b\n"
-
-
-def test_empty_sliced_file_downloads_nothing(s3, manager, tmp_path):
-    key = _prefix()
-    put_sliced(s3, SOURCE, key, {})
-    assert manager.download(stored_file(SOURCE, key, sliced=True), tmp_path) == []
-
-
-def test_missing_slice_fails_naming_the_slice(s3, manager, tmp_path):
-    key = _prefix()
-    put_sliced(s3, SOURCE, key, {"0000_part_00.gz": b"x", "0001_part_00.gz": b"y"})
-    s3.delete_object(Bucket=SOURCE, Key=key + "0001_part_00.gz")
-    with pytest.raises(TransferError) as caught:
-        manager.download(stored_file(SOURCE, key, sliced=True), tmp_path)
-    assert "slice 2 of 2" in str(caught.value) and f"s3://{SOURCE}/{key}0001_part_00.gz" in str(caught.value)
-
-
-def test_transient_slice_failure_is_retried_and_progress_stays_exact(s3, manager, tmp_path, monkeypatch):
-    key = _prefix()
-    data = slice_data(3)
-    put_sliced(s3, SOURCE, key, {f"{i:04d}_part_00.gz": d for i, d in enumerate(data)})
-    original = S3Reader.download
-    failures = {"left": 1}
-
-    def flaky(self, part, dest, progress, **kwargs):
-        if part.url.endswith("0001_part_00.gz") and failures["left"]:
-            failures["left"] -= 1
-            progress(1234)  # bytes that will not count: the slice restarts
-            raise ConnectionClosedError(endpoint_url="http://s3")
-        original(self, part, dest, progress, **kwargs)
-
-    monkeypatch.setattr(S3Reader, "download", flaky)
-    progress = Totals()
-    paths = manager.download(stored_file(SOURCE, key, sliced=True), tmp_path, progress)
-    assert [p.read_bytes() for p in paths] == data
-    assert progress.total == sum(map(len, data)) and failures["left"] == 0
-
-
-# resuming reader: what no real server produces (resumed cuts on real servers: test_transfer_providers.py) --------
+# resuming reader: what no real server produces (resumed cuts on real servers: tests/integration) ---------------
 class BytesReader(FileReader):
     """A reader over bytes; ``answers`` shape its GETs: (bytes delivered before the body ends cleanly or None,
-    the size announced or None for the real one)."""
+    the size announced or None for the real one); ``versions`` the version each GET answers (then "v1")."""
 
-    def __init__(self, data: bytes, *answers):
-        self.data, self.answers, self.opened = data, list(answers), []
+    def __init__(self, data: bytes, *answers, versions=()):
+        self.data, self.answers, self.opened, self.versions = data, list(answers), [], list(versions)
 
     def slices(self) -> list[Slice]:
         return [Slice("mem://slice")]
@@ -230,7 +39,8 @@ class BytesReader(FileReader):
         self.opened.append((offset, version))
         delivered, announced = self.answers.pop(0) if self.answers else (None, None)
         end = None if delivered is None else offset + delivered
-        return RangeStream(io.BytesIO(self.data[offset:end]), announced or len(self.data), "v1")
+        answered = self.versions.pop(0) if self.versions else "v1"
+        return RangeStream(io.BytesIO(self.data[offset:end]), announced or len(self.data), answered)
 
 
 def test_a_body_ending_early_without_an_error_is_resumed():
@@ -255,95 +65,185 @@ def test_resuming_gives_up_after_attempts_without_a_byte():
     assert reader.opened == [(0, None), (10, "v1"), (10, "v1")]
 
 
-# uploads --------------------------------------------------------------------------------------------------------
-def test_upload_single_file_multipart_with_encryption(s3, manager, tmp_path):
-    source = tmp_path / "big.csv.gz"
-    source.write_bytes(os.urandom(12 * MB + 123))  # 3 parts of the 5 MiB test part size
-    key = _prefix() + "csv.gz"
-    progress = Totals()
-    manager.upload(prepared_file(DESTINATION, key, sliced=False), source, progress)
-
-    assert read(s3, DESTINATION, key) == source.read_bytes()
-    head = s3.head_object(Bucket=DESTINATION, Key=key)
-    assert head["ServerSideEncryption"] == "AES256"
-    assert head["ETag"].strip('"').endswith("-3")  # multipart
-    assert progress.total == source.stat().st_size
-
-
-def test_upload_slices_and_manifest(s3, manager, tmp_path):
-    paths = []
-    for i, data in enumerate(slice_data(4)):
-        path = tmp_path / f"slice_{i:03d}.csv.gz"
-        path.write_bytes(data)
-        paths.append(path)
-    key = _prefix()
-    progress = Totals()
-    manager.upload_slices(prepared_file(DESTINATION, key, sliced=True), paths, progress)
-
-    manifest = json.loads(read(s3, DESTINATION, key + "manifest"))
-    assert manifest == {"entries": [{"url": f"s3://{DESTINATION}/{key}{p.name}", "mandatory": True} for p in paths]}
-    assert [read(s3, DESTINATION, key + p.name) for p in paths] == [p.read_bytes() for p in paths]
-    assert progress.total == sum(p.stat().st_size for p in paths)
+@pytest.mark.parametrize(
+    "answers, versions, detail",
+    [
+        (((10, None), (None, None)), ("v1", "v2"), "version v2; it was 100 bytes, v1"),  # a server ignoring If-Match
+        (((10, None), (None, 120)), ("v1", "v1"), "now 120 bytes"),
+    ],
+)
+def test_a_resumed_answer_of_another_version_or_size_is_never_spliced(answers, versions, detail):
+    """What the adapters no longer check themselves: every resumed answer is compared with the first one."""
+    reader = BytesReader(b"z" * 100, *answers, versions=versions)
+    stream = ResumingReader(reader, Slice("mem://slice"), label="Slice 1 of 1", wait=0)
+    assert stream.read(50) == b"z" * 10
+    with pytest.raises(TransferError, match="changed in the file storage while it was being read") as caught:
+        stream.read(50)
+    assert "cut at byte 10 of 100" in str(caught.value) and detail in str(caught.value)
 
 
-def test_upload_slices_needs_a_sliced_prepared_file(s3, manager, tmp_path):
-    path = tmp_path / "a.csv"
-    path.write_text("a\n")
-    with pytest.raises(TransferError, match="sliced"):
-        manager.upload_slices(prepared_file(DESTINATION, _prefix(), sliced=False), [path])
+# what the adapters share ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "offset, length, content_range, stored, size",
+    [
+        (0, 93, None, None, 93),
+        (0, None, None, None, 0),
+        (0, "93", None, "100", 93),  # a full GET: its Content-Length
+        (0, None, None, "100", 100),  # GCS without Content-Length (chunked): the stored length
+        (7, "93", "bytes 7-99/100", None, 100),  # a ranged GET: the Content-Range total
+        (7, "93", "bytes 7-99/*", "100", 100),
+        (7, "93", None, None, 100),
+        (7, None, "", None, 7),
+    ],
+)
+def test_object_size_of_a_full_or_ranged_answer(offset, length, content_range, stored, size):
+    assert object_size(offset, length, content_range, stored) == size
 
 
-# copy -----------------------------------------------------------------------------------------------------------
-def test_copy_streams_slices_between_buckets(s3, manager):
-    source_key, target_key = _prefix(), _prefix()
-    data = slice_data(5)
-    data[2] = os.urandom(11 * MB)  # one slice large enough for a multipart stream upload
-    put_sliced(s3, SOURCE, source_key, {f"{i:04d}_part_00.gz": d for i, d in enumerate(data)})
-    progress = Totals()
-    manager.copy(
-        stored_file(SOURCE, source_key, sliced=True), prepared_file(DESTINATION, target_key, sliced=True), progress
-    )
-
-    names = [f"part_{i:05d}.gz" for i in range(5)]
-    manifest = json.loads(read(s3, DESTINATION, target_key + "manifest"))
-    assert [entry["url"] for entry in manifest["entries"]] == [f"s3://{DESTINATION}/{target_key}{n}" for n in names]
-    assert [read(s3, DESTINATION, target_key + n) for n in names] == data  # bytes kept, gz not decompressed
-    assert s3.head_object(Bucket=DESTINATION, Key=target_key + names[2])["ServerSideEncryption"] == "AES256"
-    assert progress.total == sum(map(len, data))
+class Refused(Exception):
+    pass
 
 
-def test_copy_non_sliced_source_within_one_bucket(s3, manager):
-    source_key = _prefix() + "csv"
-    s3.put_object(Bucket=SOURCE, Key=source_key, Body=b'"a","b"\n')
-    target_key = _prefix()
-    manager.copy(stored_file(SOURCE, source_key, sliced=False), prepared_file(SOURCE, target_key, sliced=True))
-    assert read(s3, SOURCE, target_key + "part_00000.csv") == b'"a","b"\n'
-    assert json.loads(read(s3, SOURCE, target_key + "manifest"))["entries"][0]["url"].endswith("part_00000.csv")
+class Answer(Exception):
+    def __init__(self, status: int):
+        super().__init__(f"HTTP {status}")
+        self.status = status
 
 
-# providers ------------------------------------------------------------------------------------------------------
-def test_unknown_provider_is_a_clear_error(manager, tmp_path):
+class ExampleErrors(StorageErrors):
+    transient_errors = (ConnectionError, TimeoutError)
+    permanent_errors = (Refused,)
+
+    def transient_answer(self, exc):
+        return exc.status >= 500 if isinstance(exc, Answer) else None
+
+
+def _wrapped(inner: BaseException, *, cause: bool = True) -> Exception:
+    outer = RuntimeError("wrapped by an SDK")
+    if cause:
+        outer.__cause__ = inner
+    else:
+        outer.__context__ = inner
+    return outer
+
+
+def test_transient_errors_are_looked_for_along_the_causes():
+    errors = ExampleErrors()
+    assert errors.is_transient(ConnectionResetError()) and errors.is_transient(Answer(503))
+    assert not errors.is_transient(Answer(403)) and not errors.is_transient(ValueError())
+    assert errors.is_transient(_wrapped(TimeoutError())) and errors.is_transient(_wrapped(Answer(500), cause=False))
+    assert not errors.is_transient(None)
+    looped = RuntimeError("a")
+    looped.__context__ = _wrapped(looped)
+    assert not errors.is_transient(looped)  # a cycle of contexts ends the walk
+
+
+def test_the_first_exception_of_the_chain_that_decides_wins_permanent_errors_first():
+    errors = ExampleErrors()
+    refused = Refused()
+    refused.__cause__ = ConnectionError()
+    assert not errors.is_transient(refused)  # a permanent error is not retried, whatever it wraps
+    answer = Answer(404)
+    answer.__cause__ = ConnectionError()
+    assert not errors.is_transient(answer)  # the answer decides before its cause
+    assert errors.is_transient(_wrapped(_wrapped(ConnectionError())))
+
+
+class Manifested(StoredFileReader):
+    """A reader of made-up objects: ``manifest`` is what reading key + "manifest" gives (an exception: raised)."""
+
+    storage_name = "Made-up"
+    manifest_errors = (Refused,)
+
+    def __init__(self, file: dict, manifest):
+        super().__init__(file, readable="path" in file)
+        self.path, self._manifest = file.get("path"), manifest
+
+    @staticmethod
+    def parse_url(url: str) -> tuple[str, str]:
+        if not url.startswith("made://"):
+            raise TransferError(f"Unexpected manifest entry {url!r}")
+        return tuple(url[7:].split("/", 1))
+
+    def file_url(self) -> str:
+        return f"made://{self.path}"
+
+    def read_manifest(self) -> bytes:
+        if isinstance(self._manifest, BaseException):
+            raise self._manifest
+        return self._manifest
+
+    def open_range(self, part, offset, version):  # pragma: no cover - not read here
+        raise NotImplementedError
+
+
+def test_stored_file_reader_lists_a_whole_file_or_the_manifest_entries_in_order():
+    whole = Manifested({"id": 1, "path": "b/k.csv", "sizeBytes": 12}, b"")
+    assert whole.slices() == [Slice("made://b/k.csv", 12)] and whole.file_id == 1
+    manifest = json.dumps({"entries": [{"url": "made://b/k2"}, {"url": "made://b/k1"}]}).encode()
+    assert [part.url for part in Manifested({"path": "b/k", "isSliced": True}, manifest).slices()] == [
+        "made://b/k2",
+        "made://b/k1",
+    ]
+    assert Manifested({"path": "b/k", "isSliced": True}, b'{"entries": []}').slices() == []
+    foreign = json.dumps({"entries": [{"url": "s3://b/k"}]}).encode()
+    with pytest.raises(TransferError, match="Unexpected manifest entry"):
+        Manifested({"path": "b/k", "isSliced": True}, foreign).slices()
+
+
+def test_a_refused_manifest_read_without_a_presigned_url_is_raised():
+    with pytest.raises(Refused):
+        Manifested({"path": "b/k", "isSliced": True}, Refused()).slices()
+    with pytest.raises(ValueError):  # not one of manifest_errors: no fallback even with a url
+        Manifested({"path": "b/k", "isSliced": True, "url": "http://127.0.0.1:9/m"}, ValueError()).slices()
+
+
+def test_missing_credentials_name_the_storage_and_the_federation_token():
+    with pytest.raises(TransferError, match=r"File 7 has no Made-up credentials; .*files/\{id\}\?federationToken=1"):
+        Manifested({"id": 7}, b"")
+
+
+class Collecting(PreparedFileWriter):
+    storage_name = "Made-up"
+
+    def __init__(self, prepared: dict):
+        super().__init__(prepared, writable="key" in prepared)
+        self.key, self.manifests = prepared.get("key"), []
+
+    def slice_url(self, name: str) -> str:
+        return f"made://b/{self.key}{name}"
+
+    def put_manifest(self, body: bytes) -> None:
+        self.manifests.append(json.loads(body))
+
+    def upload(self, path, name, progress):  # pragma: no cover - not uploaded here
+        raise NotImplementedError
+
+    def upload_stream(self, stream, name, progress, size=None):  # pragma: no cover
+        raise NotImplementedError
+
+
+def test_prepared_file_writer_writes_the_manifest_of_the_slices_in_order():
+    writer = Collecting({"id": 3, "key": "exp/1.", "isSliced": True})
+    writer.write_manifest(["b.gz", "a.gz"])
+    assert writer.sliced and writer.file_id == 3
+    assert writer.manifests == [
+        {
+            "entries": [
+                {"url": "made://b/exp/1.b.gz", "mandatory": True},
+                {"url": "made://b/exp/1.a.gz", "mandatory": True},
+            ]
+        }
+    ]
+    with pytest.raises(TransferError, match="File 4 has no Made-up upload parameters; prepare it with federationToken"):
+        Collecting({"id": 4})
+
+
+# manager --------------------------------------------------------------------------------------------------------
+def test_unknown_provider_is_a_clear_error(tmp_path):
     provider = "oracle"
     file = {"id": 5, "provider": provider, "isSliced": True}
-    with pytest.raises(TransferError) as caught:
+    with TransferManager(max_workers=1) as manager, pytest.raises(TransferError) as caught:
         manager.download(file, tmp_path)
     assert "not supported" in str(caught.value) and provider in str(caught.value)
     assert caught.value.is_user_error
-
-
-def test_default_adapter_is_loaded_for_aws(s3, tmp_path):
-    key = _prefix() + "csv"
-    s3.put_object(Bucket=SOURCE, Key=key, Body=b"x")
-    with TransferManager(max_workers=2) as transfer:
-        assert Path(transfer.download(stored_file(SOURCE, key, sliced=False), tmp_path)[0]).read_bytes() == b"x"
-
-
-def test_upload_to_a_sliced_prepared_file_writes_one_slice_and_the_manifest(s3, manager, tmp_path):
-    path = tmp_path / "data.csv.gz"
-    path.write_bytes(b"\x1f\x8b compressed")
-    key = _prefix()
-    manager.upload(prepared_file(DESTINATION, key, sliced=True), path)
-    assert read(s3, DESTINATION, key + "data.csv.gz") == path.read_bytes()
-    assert json.loads(read(s3, DESTINATION, key + "manifest"))["entries"] == [
-        {"url": f"s3://{DESTINATION}/{key}data.csv.gz", "mandatory": True}
-    ]
