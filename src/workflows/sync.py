@@ -149,8 +149,6 @@ def sync_table(run: SyncRun, plan: PlannedTable) -> TableOutcome:
     else:
         if watermark is not None:
             reason = "incremental is off" if not plan.settings.incremental else "no primary key"
-        elif existing is None:
-            reason = "the destination table does not exist"
         logger.info("Table %s: full copy to %s (%s).", plan.source_id, dest_id, reason)
 
     progress = Progress(plan.source_id, "copied")

@@ -1,0 +1,197 @@
+"""Sync keeps the destination equal to the source, after anything a user does: every test ends with
+destination == source, row for row and column for column (and the same primary key)."""
+
+import requests
+
+from tests.e2e.harness import sorted_dicts
+
+CUSTOMERS = "in.c-sales.customers"
+TEN_ROWS = "id,name,city\n" + "".join(f"{i},name{i},{'Prague' if i % 2 else 'Brno'}\n" for i in range(1, 11))
+
+
+def _params(emulator, source, destination, tables, **extra):
+    return {
+        "mode": "sync",
+        "source": {"url": emulator.url, "#token": source.token},
+        "destination": {"url": emulator.url, "#token": destination.token},
+        "tables": tables,
+        **extra,
+    }
+
+
+def assert_copy_equal(emulator, source, destination, table_id, dest_id=None, *, columns=None, where=None):
+    """Destination == the source selection: same columns (in order), primary key and rows."""
+    dest_id = dest_id or table_id
+    src_detail = emulator.table_detail(source.id, table_id)
+    dst_detail = emulator.table_detail(destination.id, dest_id)
+    expected_columns = list(columns or src_detail["columns"])
+    assert dst_detail["columns"] == expected_columns
+    assert dst_detail["primaryKey"] == src_detail["primaryKey"]
+    rows = [{c: r[c] for c in expected_columns} for r in emulator.table_rows(source.id, table_id)]
+    if where:
+        rows = [r for r in rows if where(r)]
+    assert sorted_dicts(emulator.table_rows(destination.id, dest_id)) == sorted_dicts(rows)
+
+
+def _storage(emulator, project, method, path, **kwargs):
+    """A Storage API call as any client makes it; waits for the job it starts."""
+    response = requests.request(
+        method, f"{emulator.url}/v2/storage/{path}", headers={"X-StorageApi-Token": project.token}, **kwargs
+    )
+    assert response.status_code < 300, response.text
+    if response.status_code == 202:
+        job = emulator.wait_job(response.json()["id"])
+        assert job["status"] == "success", job
+        return job
+    return response.json() if response.content else None
+
+
+def _run(data_dir, env):
+    data_dir.carry_state()
+    run = data_dir.run(env)
+    assert run.returncode == 0, run.output
+    return run
+
+
+def _ten_row_source(emulator, source):
+    emulator.delete_table(source.id, CUSTOMERS)
+    emulator.create_table(source.id, CUSTOMERS, TEN_ROWS, primary_key=["id"])
+
+
+def test_second_run_is_incremental_and_logs_rows_moved_apart_from_the_total(
+    emulator, source, destination, data_dir, env
+):
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
+    emulator.advance_clock(3600)  # the source rows are an hour old: older than the watermark with its overlap
+    first = _run(data_dir, env)
+    assert "full copy" in first.output and "first run" in first.output
+    emulator.advance_clock(3600)
+    # a destination row the source does not change: an incremental sync leaves it alone, a full copy would not
+    emulator.load_table(destination.id, CUSTOMERS, "id,name,city\n1,Tampered,Nowhere\n", incremental=True)
+    emulator.load_table(source.id, CUSTOMERS, "id,name,city\n2,Bob,Zlin\n4,Dan,Plzen\n", incremental=True)
+    second = _run(data_dir, env)
+    assert "copying rows changed since" in second.output
+    assert "synced (incremental)" in second.output and "The destination holds 4 rows." in second.output
+    rows = {r["id"]: r for r in emulator.table_rows(destination.id, CUSTOMERS)}
+    assert rows["1"]["name"] == "Tampered", "an incremental sync copies only changed rows"
+    assert rows["2"]["city"] == "Zlin" and rows["4"]["name"] == "Dan"
+
+
+def test_widening_columns_copies_the_table_again(emulator, source, destination, data_dir, env):
+    _ten_row_source(emulator, source)
+    tables = [{"source": CUSTOMERS, "columns": ["id", "name"], "whereFilters": []}]
+    data_dir.write_config(_params(emulator, source, destination, tables))
+    _run(data_dir, env)
+    assert_copy_equal(emulator, source, destination, CUSTOMERS, columns=["id", "name"])
+    emulator.advance_clock(3600)
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
+    run = _run(data_dir, env)
+    assert "selection (columns or whereFilters) changed" in run.output
+    assert_copy_equal(emulator, source, destination, CUSTOMERS)
+
+
+def test_removing_where_filters_copies_the_table_again(emulator, source, destination, data_dir, env):
+    _ten_row_source(emulator, source)
+    where = [{"column": "city", "operator": "eq", "values": ["Prague"]}]
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS, "whereFilters": where}]))
+    _run(data_dir, env)
+    assert_copy_equal(emulator, source, destination, CUSTOMERS, where=lambda r: r["city"] == "Prague")
+    emulator.advance_clock(3600)
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
+    run = _run(data_dir, env)
+    assert "selection (columns or whereFilters) changed" in run.output
+    assert_copy_equal(emulator, source, destination, CUSTOMERS)
+
+
+def test_switching_the_source_project_copies_the_new_source(emulator, source, destination, data_dir, env):
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
+    _run(data_dir, env)
+    other = emulator.create_project("other-source")
+    emulator.create_bucket(other.id, "sales")
+    emulator.create_table(other.id, CUSTOMERS, TEN_ROWS, primary_key=["id"])
+    data_dir.secrets.add(other.token)
+    emulator.advance_clock(3600)
+    data_dir.write_config(_params(emulator, other, destination, [{"source": CUSTOMERS}]))
+    run = _run(data_dir, env)
+    assert "another project" in run.output
+    assert_copy_equal(emulator, other, destination, CUSTOMERS)
+
+
+def test_destination_recreated_by_hand_is_copied_again(emulator, source, destination, data_dir, env):
+    _ten_row_source(emulator, source)
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
+    _run(data_dir, env)
+    emulator.advance_clock(3600)
+    emulator.delete_table(destination.id, CUSTOMERS)
+    emulator.create_table(destination.id, CUSTOMERS, "id,name,city\n1,name1,Prague\n", primary_key=["id"])
+    run = _run(data_dir, env)
+    assert "destination table was recreated" in run.output
+    assert_copy_equal(emulator, source, destination, CUSTOMERS)
+
+
+def test_source_recreated_with_the_same_columns_is_copied_again(emulator, source, destination, data_dir, env):
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
+    _run(data_dir, env)
+    emulator.advance_clock(3600)
+    _ten_row_source(emulator, source)  # dropped and created again; its rows are older than nothing we know
+    run = _run(data_dir, env)
+    assert "source table was recreated" in run.output
+    assert_copy_equal(emulator, source, destination, CUSTOMERS)
+
+
+def test_columns_added_and_dropped_in_the_source_follow_into_the_destination(
+    emulator, source, destination, data_dir, env
+):
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
+    _run(data_dir, env)
+    emulator.advance_clock(3600)
+    _storage(emulator, source, "DELETE", f"tables/{CUSTOMERS}/columns/city")
+    _storage(emulator, source, "POST", f"tables/{CUSTOMERS}/columns", data={"name": "email"})
+    emulator.load_table(source.id, CUSTOMERS, "id,name,email\n2,Bob,bob@example.com\n", incremental=True)
+    run = _run(data_dir, env)
+    assert "dropping column city" in run.output and "adding column email" in run.output
+    assert "columnsNotMatch" not in run.output
+    assert_copy_equal(emulator, source, destination, CUSTOMERS)
+    emulator.advance_clock(3600)
+    _run(data_dir, env)  # and one more sync changes nothing
+    assert_copy_equal(emulator, source, destination, CUSTOMERS)
+
+
+def test_a_changed_primary_key_is_one_sentence_or_a_rebuild(emulator, source, destination, data_dir, env):
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
+    _run(data_dir, env)
+    emulator.delete_table(source.id, CUSTOMERS)
+    emulator.create_table(source.id, CUSTOMERS, TEN_ROWS, primary_key=["id", "name"])
+    data_dir.carry_state()
+    failed = data_dir.run(env)
+    assert failed.returncode == 1, failed.output
+    assert 'schemaChanges to "rebuild"' in failed.error_lines()[-1]
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS, "schemaChanges": "rebuild"}]))
+    run = _run(data_dir, env)
+    assert "dropping and recreating it" in run.output
+    assert_copy_equal(emulator, source, destination, CUSTOMERS)
+
+
+def test_one_failing_table_does_not_stop_the_others(emulator, source, destination, data_dir, env):
+    # the destination's events table has a key the source's has not: that table fails, customers syncs
+    emulator.create_bucket(destination.id, "sales")
+    emulator.create_table(destination.id, "in.c-sales.events", "ts,kind\n", primary_key=["ts"])
+    data_dir.write_config(_params(emulator, source, destination, [{"source": "in.c-sales"}]))
+    data_dir.carry_state()
+    run = data_dir.run(env)
+    assert run.returncode == 1, run.output
+    last = run.error_lines()[-1]
+    assert "1 of 2 table(s) failed: in.c-sales.events" in last and "customers" not in last
+    assert_copy_equal(emulator, source, destination, CUSTOMERS)
+    assert set(run.state["tables"]) == {CUSTOMERS}, "the committed table keeps its state"
+    assert "Summary:" in run.output
+
+
+def test_same_project_under_another_host_name_is_refused(emulator, source, data_dir, env):
+    params = _params(emulator, source, source, [{"source": CUSTOMERS}])
+    params["destination"]["url"] = emulator.url.replace("127.0.0.1", "localhost")
+    assert params["destination"]["url"] != params["source"]["url"]
+    data_dir.write_config(params)
+    run = data_dir.run(env)
+    assert run.returncode == 1, run.output
+    assert "same project" in run.error_lines()[-1]
