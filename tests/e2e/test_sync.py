@@ -1,5 +1,7 @@
 """Sync mode end to end: project to project, incremental, with per-table watermarks in state."""
 
+import json
+
 import pytest
 
 from emulator import Emulator
@@ -25,6 +27,7 @@ def _same_rows(emu_a, project_a, emu_b, project_b, table_id, dest_id=None):
 
 def test_first_sync_copies_tables_with_primary_key_then_syncs_changes(emulator, source, destination, data_dir, env):
     data_dir.write_config(_sync_params(emulator, source, destination, [{"source": "in.c-sales"}]))
+    emulator.advance_clock(3600)  # the source rows are older than the first watermark (with its overlap)
     first = data_dir.run(env)
     assert first.returncode == 0, first.output
     assert emulator.table_detail(destination.id, "in.c-sales.customers")["primaryKey"] == ["id"]
@@ -33,11 +36,17 @@ def test_first_sync_copies_tables_with_primary_key_then_syncs_changes(emulator, 
     watermarks = first.state["tables"]
     assert set(watermarks) == {"in.c-sales.customers", "in.c-sales.events"}
 
+    emulator.advance_clock(3600)
+    # a destination row that the source does not change: an incremental sync leaves it, a full copy would not
+    emulator.load_table(destination.id, "in.c-sales.customers", "id,name,city\n1,Tampered,X\n", incremental=True)
     emulator.load_table(source.id, "in.c-sales.customers", "id,name,city\n2,Bob,Zlin\n4,Dan,Plzen\n", incremental=True)
     emulator.load_table(source.id, "in.c-sales.events", "ts,kind\n2024-01-03,open\n", incremental=True)
     data_dir.carry_state()
     second = data_dir.run(env)
     assert second.returncode == 0, second.output
+    rows = {r["id"]: r for r in emulator.table_rows(destination.id, "in.c-sales.customers")}
+    assert rows["1"]["name"] == "Tampered", "the second run copied only the changed rows"
+    emulator.load_table(destination.id, "in.c-sales.customers", "id,name,city\n1,Alice,Prague\n", incremental=True)
     assert _same_rows(emulator, source, emulator, destination, "in.c-sales.customers")
     assert _same_rows(emulator, source, emulator, destination, "in.c-sales.events")
     assert "primary key" in second.output.lower(), "tables without a PK are fully reloaded with a warning"
@@ -71,7 +80,7 @@ def test_failed_load_does_not_advance_watermark(emulator, source, destination, d
     failed = data_dir.run(env)
     assert failed.returncode == 1, failed.output
     assert "in.c-sales.customers" in failed.stderr
-    assert failed.state == {} or failed.state == __import__("json").loads(before)
+    assert failed.state == json.loads(before), "a failed table keeps its watermark"
 
     retry = data_dir.run(env)
     assert retry.returncode == 0, retry.output
