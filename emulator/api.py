@@ -221,7 +221,7 @@ class Emulator:
     def create_bucket(self, project_id: int, name: str, stage: str = "in", description: str = "") -> str:
         self._require_started()
         master = self.backend.master_token(project_id)
-        return self.backend.create_bucket(master, {"name": name, "stage": stage, "description": description})["id"]
+        return self.backend.create_bucket(master, name=name, stage=stage, description=description)["id"]
 
     def create_table(self, project_id: int, table_id: str, csv_data, primary_key=()) -> dict:
         """Create ``table_id`` from a CSV with a header (a path or the CSV text); returns the table detail.
@@ -259,7 +259,7 @@ class Emulator:
 
     def delete_table(self, project_id: int, table_id: str) -> None:
         self._require_started()
-        self.backend.delete_table(self.backend.master_token(project_id), table_id, {})
+        self.backend.delete_table(self.backend.master_token(project_id), table_id)
 
     def wait_job(self, job_id: int, timeout: float | None = 60) -> dict:
         self._require_started()

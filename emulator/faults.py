@@ -6,7 +6,9 @@ The HTTP layer calls ``FaultInjector.match(method, path)`` once per request and 
   (``Retry-After`` for 503/429);
 - ``reset``: abort the connection without a response;
 - ``slow``: sleep ``fault.delay`` seconds, then handle the request normally;
-- ``job_error``: handle the request normally, the job it creates ends in error with ``fault.code``/``fault.message``.
+- ``job_error``: handle the request normally, the job it creates ends in error with ``fault.code``/``fault.message``
+  (the server sets ``JOB_ERROR`` for the request; the models read it with ``injected_job_error()`` when they
+  create the job, so no model method carries a test-harness argument).
 
 A ``status`` (5xx) or ``reset`` fault with ``late=True`` fires *after* the request was handled: the server acted
 (created the job, stored the file) but the client gets the error or a reset instead of the answer, as when a load
@@ -28,6 +30,7 @@ import os
 import random as _random
 import threading
 from collections import Counter
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +42,14 @@ STATUSES = (500, 502, 503, 429)
 RANDOM_KINDS = ("500", "502", "503", "429", "reset")  # default kinds of FaultInjector.random
 LATE_KINDS = ("late-500", "late-502", "late-reset")  # random kinds whose request was handled before the fault
 DEFAULT_JOB_ERROR_CODE = "storage.jobs.error"
+
+JOB_ERROR: ContextVar[tuple[str, str] | None] = ContextVar("emulator_job_error", default=None)
+"""``(code, message)`` of a ``job_error`` fault injected into the request being handled, else None."""
+
+
+def injected_job_error() -> tuple[str, str] | None:
+    return JOB_ERROR.get()
+
 
 _STATUS_ERRORS = {
     # status: (code, message); 500 mirrors errors.ApplicationError

@@ -1,55 +1,84 @@
-"""URL map of the emulated Storage API: werkzeug rules -> endpoint names (handlers in ``responses.py``).
+"""The one route table of the emulated Storage API: URL, method, handler (``responses.py``) and the permission level
+the token needs on the bucket or table of the URL.
+
+The server checks ``access`` on the URL's ``bucket_id`` / ``table_id`` before the handler decodes the request, so a
+missing or forbidden bucket / table answers 404 / 403 before a malformed parameter answers 400. The models check
+the permissions again (they are also called by the Python API).
 
 Ids of buckets and tables contain dots (``in.c-main.table``), never slashes, so the default converter fits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from werkzeug.routing import Map, Rule
 
-PREFIX = "/v2/storage"
+from . import responses as r
 
-_RULES = [
-    ("/tokens/verify", ["GET"], "verify_token"),
-    ("/buckets", ["GET"], "list_buckets"),
-    ("/buckets", ["POST"], "create_bucket"),
-    ("/buckets/<bucket_id>", ["GET"], "get_bucket"),
-    ("/buckets/<bucket_id>", ["DELETE"], "delete_bucket"),
-    ("/buckets/<bucket_id>/tables", ["GET"], "list_bucket_tables"),
-    ("/buckets/<bucket_id>/tables-async", ["POST"], "create_table_async"),
-    ("/tables", ["GET"], "list_tables"),
-    ("/tables/<table_id>", ["GET"], "get_table"),
-    ("/tables/<table_id>", ["DELETE"], "delete_table"),
-    ("/tables/<table_id>/import-async", ["POST"], "import_async"),
-    ("/tables/<table_id>/export-async", ["POST"], "export_async"),
-    ("/tables/<table_id>/data-preview", ["GET"], "data_preview"),
-    ("/tables/<table_id>/primary-key", ["POST"], "add_primary_key"),
-    ("/tables/<table_id>/primary-key", ["DELETE"], "remove_primary_key"),
-    ("/tables/<table_id>/rows", ["DELETE"], "delete_rows"),
-    ("/tables/<table_id>/columns", ["POST"], "add_column"),
-    ("/tables/<table_id>/columns/<column>", ["DELETE"], "delete_column"),
-    ("/tables/<table_id>/metadata", ["GET"], "list_table_metadata"),
-    ("/tables/<table_id>/metadata", ["POST"], "post_table_metadata"),
-    ("/tables/<table_id>/metadata/<metadata_id>", ["DELETE"], "delete_table_metadata"),
-    ("/files/prepare", ["POST"], "prepare_file"),
-    ("/files", ["GET"], "list_files"),
-    ("/files/<file_id>", ["GET"], "get_file"),
-    ("/files/<file_id>", ["DELETE"], "delete_file"),
-    ("/files/<file_id>/refresh", ["PUT"], "refresh_file"),
-    ("/jobs", ["GET"], "list_jobs"),
-    ("/jobs/<job_id>", ["GET"], "get_job"),
+PREFIX = "/v2/storage"
+CONTROL_PREFIX = "/_emulator"  # test-harness endpoints: no token, no maintenance, no faults
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    method: str
+    handler: Callable
+    access: str | None = None  # "read" | "write" | "manage" on the URL's bucket / table
+
+
+READ, WRITE, MANAGE = "read", "write", "manage"
+
+API_ROUTES = [
+    Route("/tokens/verify", "GET", r.verify_token),
+    Route("/buckets", "GET", r.list_buckets),
+    Route("/buckets", "POST", r.create_bucket),
+    Route("/buckets/<bucket_id>", "GET", r.get_bucket, READ),
+    Route("/buckets/<bucket_id>", "DELETE", r.delete_bucket, MANAGE),
+    Route("/buckets/<bucket_id>/tables", "GET", r.list_bucket_tables, READ),
+    Route("/buckets/<bucket_id>/tables-async", "POST", r.create_table_async, WRITE),
+    Route("/tables", "GET", r.list_tables),
+    Route("/tables/<table_id>", "GET", r.get_table, READ),
+    Route("/tables/<table_id>", "DELETE", r.delete_table, WRITE),
+    Route("/tables/<table_id>/import-async", "POST", r.import_async, WRITE),
+    Route("/tables/<table_id>/export-async", "POST", r.export_async, READ),
+    Route("/tables/<table_id>/data-preview", "GET", r.data_preview, READ),
+    Route("/tables/<table_id>/primary-key", "POST", r.add_primary_key, WRITE),
+    Route("/tables/<table_id>/primary-key", "DELETE", r.remove_primary_key, WRITE),
+    Route("/tables/<table_id>/rows", "DELETE", r.delete_rows, WRITE),
+    Route("/tables/<table_id>/columns", "POST", r.add_column, WRITE),
+    Route("/tables/<table_id>/columns/<column>", "DELETE", r.delete_column, WRITE),
+    Route("/tables/<table_id>/metadata", "GET", r.list_table_metadata, READ),
+    Route("/tables/<table_id>/metadata", "POST", r.post_table_metadata, WRITE),
+    Route("/tables/<table_id>/metadata/<metadata_id>", "DELETE", r.delete_table_metadata, WRITE),
+    Route("/files/prepare", "POST", r.prepare_file),
+    Route("/files", "GET", r.list_files),
+    Route("/files/<file_id>", "GET", r.get_file),
+    Route("/files/<file_id>", "DELETE", r.delete_file),
+    Route("/files/<file_id>/refresh", "PUT", r.refresh_file),
+    Route("/jobs", "GET", r.list_jobs),
+    Route("/jobs/<job_id>", "GET", r.get_job),
+]
+
+CONTROL_ROUTES = [
+    Route("/clock", "GET", r.get_clock),
+    Route("/clock", "POST", r.advance_clock),
 ]
 
 
-def build_url_map() -> Map:
+def _map(prefix: str, routes: list[Route]) -> Map:
     # strict_slashes=False: "/buckets/in.c-x/" (APIB writes some paths with a trailing slash) hits the same rule
     # instead of a 308 redirect.
     return Map(
-        [
-            Rule(PREFIX + path, methods=methods, endpoint=endpoint, strict_slashes=False)
-            for path, methods, endpoint in _RULES
-        ]
+        [Rule(prefix + route.path, methods=[route.method], endpoint=route, strict_slashes=False) for route in routes]
     )
 
 
-ENDPOINTS = sorted({endpoint for _path, _methods, endpoint in _RULES})
+def build_url_map() -> Map:
+    return _map(PREFIX, API_ROUTES)
+
+
+def build_control_map() -> Map:
+    return _map(CONTROL_PREFIX, CONTROL_ROUTES)

@@ -27,6 +27,7 @@ from datetime import timedelta
 
 from werkzeug.exceptions import MethodNotAllowed as WzMethodNotAllowed
 from werkzeug.exceptions import NotFound as WzNotFound
+from werkzeug.routing import Map
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
@@ -36,16 +37,15 @@ from .errors import (
     MethodNotAllowed,
     RouteNotFound,
     StorageError,
-    ValidationError,
 )
+from .faults import JOB_ERROR
 from .models import StorageBackend, fmt_time
-from .responses import HANDLERS, Context, json_response, request_params
-from .routes import build_url_map
+from .responses import Context, json_response
+from .routes import CONTROL_PREFIX, Route, build_control_map, build_url_map
 
 log = logging.getLogger("emulator.server")
 
 TOKEN_HEADER = "X-StorageApi-Token"
-CONTROL_PREFIX = "/_emulator"  # test-harness endpoints (the clock), outside the API's /v2/storage
 RUN_ID_HEADER = "X-KBC-RunId"
 
 
@@ -75,6 +75,7 @@ class StorageApiApp:
         self.backend = backend
         self.faults = faults
         self.url_map = build_url_map()
+        self.control_map = build_control_map()
         self.maintenance: dict | None = None
 
     # maintenance -----------------------------------------------------------------------------------------------
@@ -131,22 +132,8 @@ class StorageApiApp:
 
     # test-harness control (not Storage API: no token, no maintenance, no faults) --------------------------------
     def control(self, request: Request) -> Response:
-        """``GET /_emulator/clock`` -> ``{"now", "offsetSeconds"}``; ``POST /_emulator/clock``
-        ``{"advanceSeconds": N}`` moves the server clock N seconds forward and answers the same shape."""
-        if request.path.rstrip("/") != CONTROL_PREFIX + "/clock":
-            raise RouteNotFound(request.path)
-        if request.method == "POST":
-            seconds = request_params(request).get("advanceSeconds")
-            try:
-                self.backend.clock.advance(float(seconds))
-            except (TypeError, ValueError):
-                raise ValidationError(
-                    'Invalid request:\n - advanceSeconds: "This value should be a number >= 0."'
-                ) from None
-        elif request.method != "GET":
-            raise MethodNotAllowed(request.method, ["GET", "POST"])
-        clock = self.backend.clock
-        return json_response({"now": fmt_time(clock.now()), "offsetSeconds": clock.offset_seconds})
+        route, args = self._route(self.control_map, request)
+        return route.handler(Context(request=request, backend=self.backend, token=None, run_id=None), **args)
 
     def _match_fault(self, method: str, path: str):
         if self.faults is None:
@@ -184,18 +171,33 @@ class StorageApiApp:
                 pass
         raise AbortConnection("injected connection reset")
 
-    def dispatch(self, request: Request, job_fault) -> Response:
-        adapter = self.url_map.bind_to_environ(request.environ)
+    def dispatch(self, request: Request, job_fault: tuple[str, str] | None) -> Response:
         try:
-            endpoint, args = adapter.match()
-        except WzMethodNotAllowed as exc:
-            return self.error_response(MethodNotAllowed(request.method, exc.valid_methods or ()))
-        except WzNotFound:
-            return self.error_response(RouteNotFound(request.path))
+            route, args = self._route(self.url_map, request)
+        except (MethodNotAllowed, RouteNotFound) as exc:  # answered, also when a late fault replaces the answer
+            return self.error_response(exc)
         token = self.backend.authenticate(request.headers.get(TOKEN_HEADER))
+        if route.access is not None:
+            self.backend.check_access(
+                token, route.access, bucket_id=args.get("bucket_id"), table_id=args.get("table_id")
+            )
         run_id = request.headers.get(RUN_ID_HEADER) or None
-        ctx = Context(request=request, backend=self.backend, token=token, run_id=run_id, fault=job_fault)
-        return HANDLERS[endpoint](ctx, **args)
+        ctx = Context(request=request, backend=self.backend, token=token, run_id=run_id)
+        fault_token = JOB_ERROR.set(job_fault)  # read by the models when the handler creates a job
+        try:
+            return route.handler(ctx, **args)
+        finally:
+            JOB_ERROR.reset(fault_token)
+
+    @staticmethod
+    def _route(url_map: Map, request: Request) -> tuple[Route, dict]:
+        adapter = url_map.bind_to_environ(request.environ)
+        try:
+            return adapter.match()
+        except WzMethodNotAllowed as exc:
+            raise MethodNotAllowed(request.method, exc.valid_methods or ()) from None
+        except WzNotFound:
+            raise RouteNotFound(request.path) from None
 
     @staticmethod
     def error_response(exc: StorageError) -> Response:

@@ -1,7 +1,7 @@
 """The rules and the data of the emulated Storage API, one module per resource (after moto's ``models.py``).
 
-No HTTP here. Handlers pass already-decoded parameters (dicts, lists, strings) and a token; every method checks
-the token's permissions first and raises the typed errors of ``errors.py``. Table data lives in the DuckDB
+No HTTP here. Handlers (``responses.py``) decode the request and pass typed arguments and a token; every method
+checks the token's permissions first and raises the typed errors of ``errors.py``. Table data lives in the DuckDB
 ``TableEngine``; file contents in the ``FileStorage`` (S3 via moto). Work that the real API does in a storage job
 (create, import, export, primary key changes, row deletes) runs on the ``JobRunner``.
 
@@ -10,7 +10,7 @@ timestamps ``2017-02-13T16:41:18+0100``. PHP serialises an empty associative arr
 does the same for ``bucketPermissions`` and ``columnMetadata``.
 
 - ``entities.py``: the dataclasses (Token, Project, Bucket, Table, StoredFile, TableQuery)
-- ``parsing.py``: request parameter parsing, name sanitising, timestamps
+- ``helpers.py``: name rules (sanitising, webalizing), timestamps, PHP shapes
 - ``core.py``: state, id sequences, engine / file storage / job runner
 - ``tokens.py``, ``buckets.py``, ``tables.py``, ``loads.py`` (create table, import), ``table_ops.py`` (primary
   key, rows delete), ``exports.py`` (export, preview), ``metadata.py``, ``files.py``, ``job_records.py``,
@@ -25,10 +25,10 @@ from .core import BackendCore
 from .entities import Bucket, Project, StoredFile, Table, TableQuery, Token
 from .exports import JSON_VALUE_LIMIT, ExportsMixin
 from .files import FilesMixin
+from .helpers import fmt_time
 from .job_records import JobRecordsMixin
 from .loads import LoadsMixin
 from .metadata import MetadataMixin
-from .parsing import fmt_time
 from .seeding import SeedingMixin
 from .table_ops import TableOpsMixin
 from .tables import TablesMixin

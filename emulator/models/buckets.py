@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import AccessDenied, BucketNotFound, ValidationError
 from .entities import Bucket, Token
-from .parsing import _NAME_RE, fmt_time, parse_bool
+from .helpers import NAME_RE, fmt_time
 
 
 class BucketsMixin:
@@ -59,20 +59,26 @@ class BucketsMixin:
         with self.lock:
             return self.bucket_json(self._bucket(token, bucket_id), metadata=True)
 
-    def create_bucket(self, token: Token, params: dict) -> dict:
+    def create_bucket(
+        self,
+        token: Token,
+        *,
+        name,
+        stage: str | None = None,
+        display_name: str | None = None,
+        description: str | None = None,
+        backend: str | None = None,
+    ) -> dict:
         if not (token.is_master or token.can_manage_buckets):
             raise AccessDenied("You don't have permission to create buckets.")
-        name = params.get("name")
-        stage = params.get("stage") or "in"
-        display_name = params.get("displayName")
-        description = params.get("description") or ""
-        backend = params.get("backend")
+        stage = stage or "in"
+        description = description or ""
         if not isinstance(name, str) or not name:
             raise ValidationError(
                 'Invalid request:\n - name: "This field is missing."', code="storage.buckets.validation"
             )
         name = name.removeprefix("c-")
-        if not _NAME_RE.match(name) or len(name) > 96:
+        if not NAME_RE.match(name) or len(name) > 96:
             raise ValidationError(
                 f'Invalid bucket name "{name}". Only alphanumeric characters, dashes and underscores are allowed.',
                 code="storage.buckets.validation",
@@ -88,7 +94,7 @@ class BucketsMixin:
             )
         if display_name in (None, ""):
             display_name = name
-        if not isinstance(display_name, str) or not _NAME_RE.match(display_name):
+        if not isinstance(display_name, str) or not NAME_RE.match(display_name):
             raise ValidationError(
                 f'Invalid display name "{display_name}". Only alphanumeric characters, dashes and underscores '
                 "are allowed.",
@@ -121,10 +127,8 @@ class BucketsMixin:
                 token.bucket_permissions[bucket_id] = "manage"
             return self.bucket_json(bucket, metadata=True)
 
-    def delete_bucket(self, token: Token, bucket_id: str, params: dict, *, run_id=None, fault=None):
+    def delete_bucket(self, token: Token, bucket_id: str, *, force=False, is_async=False, run_id=None):
         """Returns None (sync, 204) or a job dict (``async=true``, 202)."""
-        force = parse_bool(params.get("force"), "force")
-        is_async = parse_bool(params.get("async"), "async")
         with self.lock:
             self._require(token, bucket_id, "manage")
             if not (token.is_master or token.can_manage_buckets):
@@ -139,7 +143,6 @@ class BucketsMixin:
             None,
             {"params": {"idBucket": bucket.id, "force": force}, "queue": "main"},
             run_id,
-            fault,
         )
         return self._submit(job, lambda _job: self._drop_bucket(bucket, force), key=f"bucket:{bucket.id}")
 

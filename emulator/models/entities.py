@@ -98,7 +98,7 @@ class StoredFile:
 
 @dataclass
 class TableQuery:
-    """Normalised filters of export-async / data-preview / rows delete."""
+    """Normalised (decoded) parameters of export-async / data-preview / rows delete."""
 
     columns: list[str] | None = None
     changed_since: datetime | None = None
@@ -108,6 +108,8 @@ class TableQuery:
     limit: int | None = None
     format: str = "rfc"
     gzip: bool = False
+    since_param: str | int | None = None  # changedSince / changedUntil as requested (the job's operationParams)
+    until_param: str | int | None = None
 
     def cache_key(self) -> str:
         return json.dumps(

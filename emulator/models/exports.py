@@ -6,17 +6,16 @@ import json
 
 from ..jobs import Job
 from .entities import Project, Table, TableQuery, Token
-from .parsing import _filter_json, parse_table_query
+from .helpers import filter_json
 
 JSON_VALUE_LIMIT = 16384  # longest cell value of a json-format preview; responses.py truncates to it
 EXPORT_MAX_AGE_DAYS = 2
 
 
 class ExportsMixin:
-    def export_async(self, token: Token, table_id: str, params: dict, *, run_id=None, fault=None) -> dict:
+    def export_async(self, token: Token, table_id: str, query: TableQuery, *, run_id=None) -> dict:
         with self.lock:
             table = self._table(token, table_id, "read")
-        query = parse_table_query(params, export=True, now=self.now())
         job = self._new_job(
             token,
             "tableExport",
@@ -26,11 +25,11 @@ class ExportsMixin:
                     "tableName": None,
                     "columns": list(query.columns or []),
                     "limit": query.limit,
-                    "changedSince": params.get("changedSince") or None,
-                    "changedUntil": params.get("changedUntil") or None,
+                    "changedSince": query.since_param,
+                    "changedUntil": query.until_param,
                     "gzipOutput": query.gzip,
                     "format": query.format,
-                    "whereFilters": [_filter_json(f) for f in query.where_filters],
+                    "whereFilters": [filter_json(f) for f in query.where_filters],
                     "orderBy": [{"column": o.column, "order": o.order} for o in query.order_by],
                     "fileType": "csv",
                     "timezone": None,
@@ -38,7 +37,6 @@ class ExportsMixin:
                 "queue": "main_fast",
             },
             run_id,
-            fault,
         )
         project = self.projects[token.project_id]
         creator = token
@@ -98,11 +96,10 @@ class ExportsMixin:
                 project.export_cache[cache_key] = (file.id, version)
         return {"file": {"id": file.id}, "cacheHit": False}
 
-    def preview(self, token: Token, table_id: str, params: dict) -> tuple[str, list[str], list[list]]:
-        """Returns ``(format, columns, rows)``."""
+    def preview(self, token: Token, table_id: str, query: TableQuery) -> tuple[list[str], list[list]]:
+        """Returns ``(columns, rows)``; the response format is the handler's business."""
         with self.lock:
             table = self._table(token, table_id, "read")
-        query = parse_table_query(params, export=False, now=self.now())
         self._check_columns(table, query.referenced_columns())
         columns, rows = self.engine.preview(table.handle, **query.selection())
-        return query.format, list(columns), [list(r) for r in rows]
+        return list(columns), [list(r) for r in rows]

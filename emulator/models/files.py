@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import AccessDenied, FileNotFound, ValidationError
 from .entities import Project, StoredFile, Token
-from .parsing import _as_list, fmt_time, parse_bool, parse_int, sanitize_file_name
+from .helpers import fmt_time, sanitize_file_name
 
 UPLOAD_MAX_AGE_DAYS = 15
 FILES_DEFAULT_LIMIT = 100
@@ -94,24 +94,18 @@ class FilesMixin:
                 return size
         return file.declared_size
 
-    def prepare_file(self, token: Token, params: dict, *, run_id=None) -> dict:
-        name = params.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise ValidationError(
-                'Invalid request:\n - name: "This field is missing."', code="storage.files.validation"
-            )
-        tags = _as_list(params.get("tags"), "tags", "storage.files.validation")
-        if any(not isinstance(t, str) for t in tags):
-            raise ValidationError(
-                'Invalid request:\n - tags: "Each tag must be a string."', code="storage.files.validation"
-            )
-        size = parse_int(params.get("sizeBytes"), "sizeBytes", code="storage.files.validation")
-        sliced = parse_bool(params.get("isSliced"), "isSliced")
-        encrypted = parse_bool(params.get("isEncrypted"), "isEncrypted", default=True)
-        permanent = parse_bool(params.get("isPermanent"), "isPermanent")
-        parse_bool(params.get("isPublic"), "isPublic")  # ignored: files are never public (APIB)
-        parse_bool(params.get("notify"), "notify")
-        parse_bool(params.get("federationToken"), "federationToken")
+    def prepare_file(
+        self,
+        token: Token,
+        *,
+        name: str,
+        tags: list[str] = (),
+        size_bytes: int | None = None,
+        sliced: bool = False,
+        encrypted: bool = True,
+        permanent: bool = False,
+        run_id=None,
+    ) -> dict:
         if self.storage.provider != "aws":
             encrypted = True  # azure and gcp files are always encrypted (APIB)
         with self.lock:
@@ -119,15 +113,15 @@ class FilesMixin:
         file = self._new_file(
             project,
             token,
-            name=name.strip(),
+            name=name,
             sliced=sliced,
             encrypted=encrypted,
             permanent=permanent,
             public=False,
-            tags=list(dict.fromkeys(tags)),
+            tags=list(tags),
             run_id=run_id,
             max_age_days=None if permanent else UPLOAD_MAX_AGE_DAYS,
-            declared_size=size,
+            declared_size=size_bytes,
         )
         return self.file_json(file, upload=True)
 
@@ -144,17 +138,20 @@ class FilesMixin:
                 raise AccessDenied(f'You don\'t have access to the file "{fid}".')
             return file
 
-    def get_file(self, token: Token, file_id, params: dict) -> dict:
-        file = self._visible_file(token, file_id)
-        return self.file_json(file, federation=parse_bool(params.get("federationToken"), "federationToken"))
+    def get_file(self, token: Token, file_id, *, federation: bool = False) -> dict:
+        return self.file_json(self._visible_file(token, file_id), federation=federation)
 
-    def list_files(self, token: Token, params: dict) -> list[dict]:
-        limit = parse_int(params.get("limit"), "limit", default=FILES_DEFAULT_LIMIT, code="storage.files.validation")
-        offset = parse_int(params.get("offset"), "offset", default=0, code="storage.files.validation")
-        tags = _as_list(params.get("tags"), "tags", "storage.files.validation")
-        run_id = params.get("runId")
-        since_id = parse_int(params.get("sinceId"), "sinceId", code="storage.files.validation")
-        max_id = parse_int(params.get("maxId"), "maxId", code="storage.files.validation")
+    def list_files(
+        self,
+        token: Token,
+        *,
+        limit: int = FILES_DEFAULT_LIMIT,
+        offset: int = 0,
+        tags: list[str] = (),
+        run_id: str | None = None,
+        since_id: int | None = None,
+        max_id: int | None = None,
+    ) -> list[dict]:
         with self.lock:
             files = [
                 f

@@ -5,15 +5,18 @@ list, wait.
 from __future__ import annotations
 
 from ..errors import JobNotFound
+from ..faults import injected_job_error
 from ..jobs import Job
 from .entities import Token
-from .parsing import fmt_time, parse_int
+from .helpers import fmt_time
 
 JOBS_DEFAULT_LIMIT = 100
 
 
 class JobRecordsMixin:
-    def _new_job(self, token: Token, operation: str, table_id, operation_params: dict, run_id, fault) -> Job:
+    def _new_job(self, token: Token, operation: str, table_id, operation_params: dict, run_id) -> Job:
+        """A job record; a ``job_error`` fault injected into the current request (``faults.injected_job_error``)
+        makes it end in error."""
         job = Job(
             id=self._next("job"),
             project_id=token.project_id,
@@ -24,9 +27,9 @@ class JobRecordsMixin:
             creator_token={"id": str(token.id), "description": token.description},
             run_id=run_id or None,
         )
+        fault = injected_job_error()
         if fault is not None:
-            job.fault_code = fault[0]
-            job.fault_message = fault[1]
+            job.fault_code, job.fault_message = fault
         with self.lock:
             self.jobs[job.id] = job
         return job
@@ -68,9 +71,7 @@ class JobRecordsMixin:
                 raise JobNotFound(job_id)
             return self.job_json(job)
 
-    def list_jobs(self, token: Token, params: dict) -> list[dict]:
-        limit = parse_int(params.get("limit"), "limit", default=JOBS_DEFAULT_LIMIT)
-        offset = parse_int(params.get("offset"), "offset", default=0)
+    def list_jobs(self, token: Token, *, limit: int = JOBS_DEFAULT_LIMIT, offset: int = 0) -> list[dict]:
         with self.lock:
             jobs = [j for j in self.jobs.values() if j.project_id == token.project_id]
         jobs.sort(key=lambda j: j.id, reverse=True)

@@ -12,13 +12,9 @@ from pathlib import Path
 from ..errors import BucketNotFound, ColumnsNotMatch, FileNotFound, ValidationError
 from ..jobs import Job
 from .entities import Bucket, Project, StoredFile, Table, Token
-from .parsing import (
+from .helpers import (
     MAX_COLUMN_NAME_LENGTH,
-    _as_list,
-    _csv_options,
     checked_column_name,
-    parse_bool,
-    parse_int,
     sanitize_column_name,
     sanitize_file_name,
 )
@@ -29,27 +25,31 @@ _FETCH_THREADS = 4
 
 class LoadsMixin:
     def _new_load_job(
-        self, token: Token, operation: str, table_id: str, file_id: int, params: dict, run_id, fault, *, name=None
+        self, token: Token, operation: str, table_id: str, file_id: int, params: dict, run_id, *, name=None
     ) -> Job:
         """A job that loads the storage file ``file_id`` into a table (``tableCreate``, ``tableImport``)."""
         head = {"name": name} if name is not None else {}
         source = {"fileId": str(file_id), "type": "file"}
         return self._new_job(
-            token, operation, table_id, {**head, "params": params, "source": source, "queue": "main"}, run_id, fault
+            token, operation, table_id, {**head, "params": params, "source": source, "queue": "main"}, run_id
         )
 
-    def create_table_async(self, token: Token, bucket_id: str, params: dict, *, run_id=None, fault=None) -> dict:
+    def create_table_async(
+        self,
+        token: Token,
+        bucket_id: str,
+        *,
+        name: str,
+        data_file_id: int,
+        primary_key: list[str],
+        delimiter: str = ",",
+        enclosure: str = '"',
+        escaped_by: str = "",
+        run_id=None,
+    ) -> dict:
         with self.lock:
             bucket = self._bucket(token, bucket_id, "write")
-        name = params.get("name")
-        if not isinstance(name, str) or not name:
-            raise ValidationError(
-                'Invalid request:\n - name: "This field is missing."', code="storage.tables.validation"
-            )
         self._validate_table_name(name)
-        primary_key = self._parse_create_pk(params.get("primaryKey"))
-        file_id = self._parse_file_id(params)
-        delimiter, enclosure, escaped_by = _csv_options(params)
         with self.lock:
             self._check_table_name_free(bucket, name)
         table_id = f"{bucket.id}.{name}"
@@ -57,7 +57,7 @@ class LoadsMixin:
             token,
             "tableCreate",
             table_id,
-            file_id,
+            data_file_id,
             {
                 "primaryKey": ",".join(primary_key),
                 "enclosure": enclosure,
@@ -65,35 +65,14 @@ class LoadsMixin:
                 "escapedBy": escaped_by,
             },
             run_id,
-            fault,
             name=name,
         )
         project = self.projects[token.project_id]
 
         def work(job: Job) -> dict:
-            return self._create_table(project, bucket, name, file_id, primary_key, delimiter, enclosure, job.id)
+            return self._create_table(project, bucket, name, data_file_id, primary_key, delimiter, enclosure, job.id)
 
         return self._submit(job, work, key=table_id)
-
-    @staticmethod
-    def _parse_create_pk(value) -> list[str]:
-        if value is None or value == "":
-            return []
-        if not isinstance(value, str):
-            raise ValidationError(
-                'Invalid request:\n - primaryKey: "This value should be of type string."',
-                code="storage.validation.primaryKey",
-            )
-        return [part.strip() for part in value.split(",") if part.strip()]
-
-    @staticmethod
-    def _parse_file_id(params: dict) -> int:
-        value = params.get("dataFileId")
-        if value is None or value == "":
-            raise ValidationError(
-                'Invalid request:\n - dataFileId: "This field is missing."', code="storage.tables.validation"
-            )
-        return parse_int(value, "dataFileId", minimum=1, code="storage.tables.validation")
 
     def _create_table(
         self,
@@ -240,34 +219,29 @@ class LoadsMixin:
             paths = list(pool.map(fetch, range(len(urls)), urls))
         return file, paths
 
-    def import_async(self, token: Token, table_id: str, params: dict, *, run_id=None, fault=None) -> dict:
+    def import_async(
+        self,
+        token: Token,
+        table_id: str,
+        *,
+        data_file_id: int,
+        incremental: bool = False,
+        without_headers: bool = False,
+        columns: list[str] = (),
+        delimiter: str = ",",
+        enclosure: str = '"',
+        escaped_by: str = "",
+        run_id=None,
+    ) -> dict:
+        """``columns``: the columns of a header-less file, in order (``columns[]``)."""
         with self.lock:
             table = self._table(token, table_id, "write")
-        file_id = self._parse_file_id(params)
-        incremental = parse_bool(params.get("incremental"), "incremental")
-        without_headers = parse_bool(params.get("withoutHeaders"), "withoutHeaders")
-        columns = _as_list(params.get("columns"), "columns")
-        if any(not isinstance(c, str) or not c for c in columns):
-            raise ValidationError(
-                'Invalid request:\n - columns: "Each column must be a non-empty string."',
-                code="storage.tables.validation",
-            )
-        delimiter, enclosure, escaped_by = _csv_options(params)
-        treat_null = params.get("treatValuesAsNull")
-        if treat_null is not None and len(_as_list(treat_null, "treatValuesAsNull")) > 1:
-            raise ValidationError(
-                'Invalid request:\n - treatValuesAsNull: "This collection should contain 1 element or less."',
-                code="storage.tables.validation",
-            )
-        if parse_int(params.get("ignoredLinesCount"), "ignoredLinesCount", default=0):
-            raise ValidationError(
-                "ignoredLinesCount is not supported by the emulator.", code="storage.tables.validation"
-            )
+        columns = list(columns)
         job = self._new_load_job(
             token,
             "tableImport",
             table.id,
-            file_id,
+            data_file_id,
             {
                 "incremental": incremental,
                 "withoutHeaders": without_headers,
@@ -277,13 +251,12 @@ class LoadsMixin:
                 "escapedBy": escaped_by,
             },
             run_id,
-            fault,
         )
         project = self.projects[token.project_id]
 
         def work(job: Job) -> dict:
             return self._import(
-                project, table, file_id, incremental, without_headers, columns, delimiter, enclosure, job.id
+                project, table, data_file_id, incremental, without_headers, columns, delimiter, enclosure, job.id
             )
 
         return self._submit(job, work, key=table.id)

@@ -2,42 +2,25 @@
 
 from __future__ import annotations
 
-import json
-
 from .. import errors
 from ..errors import ValidationError
 from .entities import Token
-from .parsing import _as_list, _str, fmt_time
+from .helpers import fmt_time
 
 
 class MetadataMixin:
-    def post_table_metadata(self, token: Token, table_id: str, params: dict) -> list[dict]:
-        provider = params.get("provider")
-        if not isinstance(provider, str) or not provider:
-            raise ValidationError(
-                'Invalid request:\n - provider: "This field is missing."', code="storage.metadata.invalidProvider"
-            )
-        metadata = _as_list(params.get("metadata"), "metadata", "storage.metadata.validation")
-        columns_metadata = params.get("columnsMetadata") or {}
-        if isinstance(columns_metadata, list) and not columns_metadata:
-            columns_metadata = {}
-        if not isinstance(columns_metadata, dict):
-            raise ValidationError(
-                'Invalid request:\n - columnsMetadata: "This value should be of type object."',
-                code="storage.metadata.validation",
-            )
-        if not metadata and not columns_metadata:
-            raise ValidationError(
-                'Invalid request:\n - metadata: "This field is missing."', code="storage.metadata.validation"
-            )
-        items = [_metadata_item(m, f"metadata[{i}]") for i, m in enumerate(metadata)]
-        col_items = {
-            col: [
-                _metadata_item(m, f"columnsMetadata[{col}][{i}]")
-                for i, m in enumerate(_as_list(v, f"columnsMetadata[{col}]", "storage.metadata.validation"))
-            ]
-            for col, v in columns_metadata.items()
-        }
+    def post_table_metadata(
+        self,
+        token: Token,
+        table_id: str,
+        *,
+        provider: str,
+        metadata: list[tuple[str, str]] = (),
+        columns: dict[str, list[tuple[str, str]]] | None = None,
+    ) -> list[dict]:
+        """Upsert ``(key, value)`` items of ``provider`` on the table and on its ``columns``; returns the table
+        metadata."""
+        items, col_items = list(metadata), dict(columns or {})
         with self.lock:
             table = self._table(token, table_id, "write")
             unknown = [c for c in col_items if c not in table.columns]
@@ -79,21 +62,3 @@ class MetadataMixin:
                         target.remove(item)
                         return
             raise errors.NotFound(f'Metadata "{metadata_id}" not found', code="storage.metadata.notFound")
-
-
-def _metadata_item(item, name: str) -> tuple[str, str]:
-    if not isinstance(item, dict) or item.get("key") in (None, ""):
-        raise ValidationError(
-            f'Invalid request:\n - {name}[key]: "This field is missing."', code="storage.metadata.validation"
-        )
-    value = item.get("value")
-    if value is None:
-        raise ValidationError(
-            f'Invalid request:\n - {name}[value]: "This field is missing."', code="storage.metadata.validation"
-        )
-    key = str(item["key"])
-    if len(key) > 255:
-        raise ValidationError(f'Invalid metadata key "{key[:40]}...": too long.', code="storage.metadata.validation")
-    return key, value if isinstance(value, str) else json.dumps(value) if isinstance(value, list | dict) else _str(
-        value
-    )

@@ -6,34 +6,15 @@ from __future__ import annotations
 from ..errors import ValidationError
 from ..jobs import Job
 from .entities import Table, TableQuery, Token
-from .parsing import (
-    WHERE_OPERATORS,
-    _as_list,
-    _filter_json,
-    checked_column_name,
-    parse_bool,
-    parse_time,
-    parse_where,
-    webalize_column_name,
-)
+from .helpers import checked_column_name, filter_json, webalize_column_name
 
 
 class TableOpsMixin:
-    def add_primary_key(self, token: Token, table_id: str, params: dict, *, run_id=None, fault=None) -> dict:
+    def add_primary_key(self, token: Token, table_id: str, columns: list[str], *, run_id=None) -> dict:
         with self.lock:
             table = self._table(token, table_id, "write")
-        columns = params.get("columns")
-        if columns is None or columns == []:
-            raise ValidationError(
-                'Invalid request:\n - columns: "This field is missing."', code="storage.tables.validation"
-            )
-        columns = _as_list(columns, "columns")
-        if any(not isinstance(c, str) or not c for c in columns):
-            raise ValidationError(
-                'Invalid request:\n - columns: "Each column must be a non-empty string."',
-                code="storage.tables.validation",
-            )
-        job = self._new_job(token, "tablePrimaryKeyAdd", table.id, {"columns": columns, "queue": "main"}, run_id, fault)
+        columns = list(columns)
+        job = self._new_job(token, "tablePrimaryKeyAdd", table.id, {"columns": columns, "queue": "main"}, run_id)
 
         def work(job: Job):
             self._live_table(table)
@@ -60,10 +41,10 @@ class TableOpsMixin:
 
         return self._submit(job, work, key=table.id)
 
-    def remove_primary_key(self, token: Token, table_id: str, *, run_id=None, fault=None) -> dict:
+    def remove_primary_key(self, token: Token, table_id: str, *, run_id=None) -> dict:
         with self.lock:
             table = self._table(token, table_id, "write")
-        job = self._new_job(token, "tablePrimaryKeyDelete", table.id, {"queue": "main"}, run_id, fault)
+        job = self._new_job(token, "tablePrimaryKeyDelete", table.id, {"queue": "main"}, run_id)
 
         def work(job: Job):
             self._live_table(table)
@@ -73,18 +54,12 @@ class TableOpsMixin:
 
         return self._submit(job, work, key=table.id)
 
-    def delete_rows(self, token: Token, table_id: str, params: dict, *, run_id=None, fault=None) -> dict:
+    def delete_rows(self, token: Token, table_id: str, query: TableQuery, *, allow_truncate=False, run_id=None) -> dict:
         """``DELETE tables/{id}/rows`` (addendum §2): whereFilters (eq / ne, ANDed), the deprecated whereColumn,
-        changedSince / changedUntil on ``_timestamp``; no filter at all truncates only with ``allowTruncate``."""
+        changedSince / changedUntil on ``_timestamp`` (all in ``query``); no filter at all truncates only with
+        ``allow_truncate``."""
         with self.lock:
             table = self._table(token, table_id, "write")
-        now = self.now()
-        query = TableQuery(
-            changed_since=parse_time(params.get("changedSince"), "changedSince", now),
-            changed_until=parse_time(params.get("changedUntil"), "changedUntil", now),
-            where_filters=parse_where(params, operators=WHERE_OPERATORS, require_values=True),
-        )
-        allow_truncate = parse_bool(params.get("allowTruncate"), "allowTruncate")
         unfiltered = not query.where_filters and query.changed_since is None and query.changed_until is None
         if unfiltered and not allow_truncate:
             raise ValidationError(
@@ -93,11 +68,11 @@ class TableOpsMixin:
                 code="storage.tables.validation.unintendedTruncation",
             )
         request = {
-            "changedSince": params.get("changedSince") or None,
-            "changedUntil": params.get("changedUntil") or None,
-            "whereFilters": [_filter_json(f) for f in query.where_filters],
+            "changedSince": query.since_param,
+            "changedUntil": query.until_param,
+            "whereFilters": [filter_json(f) for f in query.where_filters],
         }
-        job = self._new_job(token, "tableRowsDelete", table.id, {"queue": "main", "request": request}, run_id, fault)
+        job = self._new_job(token, "tableRowsDelete", table.id, {"queue": "main", "request": request}, run_id)
 
         def work(job: Job) -> dict:
             self._live_table(table)
@@ -120,23 +95,19 @@ class TableOpsMixin:
 
     # columns ------------------------------------------------------------------------------------------------
     def add_column(
-        self, token: Token, table_id: str, name, *, definition=None, basetype=None, run_id=None, fault=None
+        self, token: Token, table_id: str, name: str, *, definition=None, basetype=None, run_id=None
     ) -> dict:
         """``POST tables/{id}/columns`` (addendum §4) on an untyped table: ``name`` is webalized and appended;
         ``definition`` / ``basetype`` are for typed tables only (the emulator has none)."""
         with self.lock:
             table = self._table(token, table_id, "write")
-        if not isinstance(name, str):
-            raise ValidationError(
-                'Invalid request:\n - name: "This field is missing."', code="storage.tables.validation"
-            )
         for field, value in (("definition", definition), ("basetype", basetype)):
             if value is not None:  # untyped table (PHPT testAddTypedColumnOnNonTypedTable)
                 raise ValidationError(
                     f"Invalid parameters - {field}: This field was not expected.", code="storage.tables.validation"
                 )
         column = checked_column_name(name, webalize_column_name(name), "storage.tables.invalidColumnName")
-        job = self._new_job(token, "tableColumnAdd", table.id, {"name": column, "queue": "main"}, run_id, fault)
+        job = self._new_job(token, "tableColumnAdd", table.id, {"name": column, "queue": "main"}, run_id)
 
         def work(job: Job) -> None:
             self._live_table(table)
@@ -152,14 +123,14 @@ class TableOpsMixin:
 
         return self._submit(job, work, key=table.id)
 
-    def delete_column(self, token: Token, table_id: str, name: str, *, force: bool = False, run_id=None, fault=None):
+    def delete_column(self, token: Token, table_id: str, name: str, *, force: bool = False, run_id=None) -> dict:
         """``DELETE tables/{id}/columns/{name}`` (addendum §4): not a primary key column, not the last column.
         ``force`` also drops the column from auto-sync aliases; the emulator has no aliases, so it changes
         nothing else."""
         with self.lock:
             table = self._table(token, table_id, "write")
         job = self._new_job(
-            token, "tableColumnDelete", table.id, {"name": name, "force": force, "queue": "main"}, run_id, fault
+            token, "tableColumnDelete", table.id, {"name": name, "force": force, "queue": "main"}, run_id
         )
 
         def work(job: Job) -> None:

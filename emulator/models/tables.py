@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from ..errors import BucketNotFound, TableNotFound, ValidationError
 from .entities import Bucket, Project, Table, Token
-from .parsing import _NAME_RE, fmt_time, parse_bool, php_map
+from .helpers import NAME_RE, fmt_time, php_map
 
 _MAX_TABLE_NAME_LENGTH = 96
 
@@ -24,6 +24,14 @@ class TablesMixin:
         if table is None:
             raise TableNotFound(table_id)
         return table
+
+    def check_access(self, token: Token, level: str, *, bucket_id=None, table_id=None) -> None:
+        """404 / 403 unless the token may ``level`` (read / write / manage) the table, else the bucket."""
+        with self.lock:
+            if table_id is not None:
+                self._table(token, table_id, level)
+            elif bucket_id is not None:
+                self._bucket(token, bucket_id, level)
 
     def _live_table(self, table: Table) -> Table:
         with self.lock:
@@ -98,14 +106,14 @@ class TablesMixin:
         with self.lock:
             return self.table_json(self._table(token, table_id), detail=True)
 
-    def delete_table(self, token: Token, table_id: str, params: dict, *, run_id=None, fault=None):
-        is_async = parse_bool(params.get("async"), "async")
+    def delete_table(self, token: Token, table_id: str, *, force=False, is_async=False, run_id=None):
+        """Returns None (sync, 204) or a job dict (``async=true``, 202)."""
         with self.lock:
             table = self._table(token, table_id, "write")
         if not is_async:
             self._drop_table(table)
             return None
-        job = self._new_job(token, "tableDrop", table.id, {"force": bool(params.get("force"))}, run_id, fault)
+        job = self._new_job(token, "tableDrop", table.id, {"force": force}, run_id)
         return self._submit(job, lambda _job: self._drop_table(table), key=table.id)
 
     def _drop_table(self, table: Table) -> None:
@@ -133,7 +141,7 @@ class TablesMixin:
 
     @staticmethod
     def _validate_table_name(name: str) -> None:
-        if "." in name or not _NAME_RE.match(name) or len(name) > _MAX_TABLE_NAME_LENGTH:
+        if "." in name or not NAME_RE.match(name) or len(name) > _MAX_TABLE_NAME_LENGTH:
             raise ValidationError(
                 f'Invalid table name "{name}". Only alphanumeric characters, dashes and underscores are allowed.',
                 code="storage.tables.validation",

@@ -7,7 +7,7 @@ import string
 
 from ..errors import AccessDenied, InvalidToken, MissingToken
 from .entities import Project, Token
-from .parsing import fmt_time, php_map
+from .helpers import fmt_time, php_map
 
 LEVELS = {"read": 1, "write": 2, "manage": 3}
 

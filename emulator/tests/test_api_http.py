@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import requests
 
-from emulator import responses
 from emulator.responses import nest_params
 
 
@@ -23,11 +22,11 @@ def test_wrong_method_405_json(api):
     assert "GET" in resp.headers["Allow"]
 
 
-def test_unexpected_exception_500_with_body(api, monkeypatch):
-    def boom(ctx):
+def test_unexpected_exception_500_with_body(api, emu, monkeypatch):
+    def boom(*args, **kwargs):
         raise RuntimeError("secret detail")
 
-    monkeypatch.setitem(responses.HANDLERS, "list_buckets", boom)
+    monkeypatch.setattr(emu.backend, "list_buckets", boom)
     resp = api.get("/buckets")
     assert resp.status_code == 500
     body = resp.json()
