@@ -23,39 +23,46 @@ SLICES_AHEAD = 2  # finished slices uploading or waiting (disk: about SLICES_AHE
 _READ_CHUNK = 4 * MB
 
 
-def _last_boundary(data: bytes, odd: bool) -> int:
+def _quotes(data: bytes, quote: bytes, start: int = 0, end: int | None = None) -> int:
+    """Enclosure characters in ``data[start:end]`` (none when the CSV has no enclosure)."""
+    return data.count(quote, start, len(data) if end is None else end) if quote else 0
+
+
+def _last_boundary(data: bytes, odd: bool, quote: bytes = b'"') -> int:
     """Index just after the last ``\n`` of ``data`` that is outside a quoted value, or -1; ``odd``: whether the
     bytes before ``data`` (since the last record boundary) hold an odd number of quote characters."""
     end = len(data)
     quotes_after = 0  # quote characters in data[pos + 1:end] as the search moves left
-    total = data.count(b'"') + odd
+    total = _quotes(data, quote) + odd
     while (pos := data.rfind(b"\n", 0, end)) >= 0:
-        quotes_after += data.count(b'"', pos + 1, end)
+        quotes_after += _quotes(data, quote, pos + 1, end)
         if (total - quotes_after) % 2 == 0:
             return pos + 1
         end = pos
     return -1
 
 
-def _first_boundary(data: bytes) -> int:
+def _first_boundary(data: bytes, quote: bytes = b'"') -> int:
     """Index just after the first ``\n`` of ``data`` outside a quoted value (the end of the header), or -1."""
     start = 0
     quotes = 0
     while (pos := data.find(b"\n", start)) >= 0:
-        quotes += data.count(b'"', start, pos)
+        quotes += _quotes(data, quote, start, pos)
         if quotes % 2 == 0:
             return pos + 1
         start = pos + 1
     return -1
 
 
-def record_ranges(path: Path, slice_bytes: int, chunk: int = _READ_CHUNK) -> Iterator[tuple[int, int]]:
+def record_ranges(
+    path: Path, slice_bytes: int, chunk: int = _READ_CHUNK, quote: bytes = b'"'
+) -> Iterator[tuple[int, int]]:
     """Byte ranges ``[start, end)`` of the CSV's records without its header, each cut after a record once it holds
     about ``slice_bytes`` bytes (quote-aware: a newline inside a quoted value is not a record end). One sequential
     pass that only counts quotes and finds newlines, in ``chunk``-sized reads. Always yields at least one range."""
     with path.open("rb") as src:
         head = b""
-        while (cut := _first_boundary(head)) < 0:
+        while (cut := _first_boundary(head, quote)) < 0:
             data = src.read(chunk)
             if not data:
                 cut = len(head)  # a header with no record after it
@@ -70,14 +77,14 @@ def record_ranges(path: Path, slice_bytes: int, chunk: int = _READ_CHUNK) -> Ite
                 if not data:
                     break
                 offset = src.tell() - len(data)
-            if written + len(data) >= slice_bytes and (cut := _last_boundary(data, odd)) > 0:
+            if written + len(data) >= slice_bytes and (cut := _last_boundary(data, odd, quote)) > 0:
                 yield start, offset + cut
                 yielded = True
                 start, written, odd = offset + cut, 0, False
                 data, offset = data[cut:], offset + cut
                 continue
             written += len(data)
-            odd ^= bool(data.count(b'"') & 1)
+            odd ^= bool(_quotes(data, quote) & 1)
             data = b""
         end = src.tell()
         if end > start or not yielded:
@@ -99,14 +106,19 @@ def _gzip_range(path: Path, bounds: tuple[int, int], target: Path, chunk: int) -
 
 
 def gzip_slices(
-    path: Path, out_dir: Path, slice_bytes: int, chunk: int = _READ_CHUNK, workers: int = COMPRESS_WORKERS
+    path: Path,
+    out_dir: Path,
+    slice_bytes: int,
+    chunk: int = _READ_CHUNK,
+    workers: int = COMPRESS_WORKERS,
+    quote: bytes = b'"',
 ) -> Iterator[Path]:
     """Yield gzip files of the CSV's records without the header, in order (``record_ranges``), compressed
     ``workers`` at a time (isal and zlib release the GIL). Memory holds a chunk per worker, whatever the file size;
     disk holds the slices being compressed plus those the caller has not consumed."""
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gzip-slice") as pool:
         running: deque[Future] = deque()
-        for index, bounds in enumerate(record_ranges(path, slice_bytes, chunk)):
+        for index, bounds in enumerate(record_ranges(path, slice_bytes, chunk, quote)):
             target = out_dir / f"part_{index:05d}.csv.gz"
             running.append(pool.submit(_gzip_range, path, bounds, target, chunk))
             if len(running) >= max(1, workers):

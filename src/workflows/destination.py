@@ -69,6 +69,17 @@ class DataFile:
 
     file_id: Any
     headerless: bool  # sliced or header-less data: loaded with ``columns``
+    delimiter: str = ","
+    enclosure: str = '"'  # "" for CSV without quoting
+
+    def csv_options(self) -> dict[str, str]:
+        """What the create / import request must say about the CSV dialect (nothing for Keboola's default)."""
+        options = {}
+        if self.delimiter != ",":
+            options["delimiter"] = self.delimiter
+        if self.enclosure != '"':
+            options["enclosure"] = self.enclosure
+        return options
 
 
 @dataclass(frozen=True)
@@ -205,15 +216,21 @@ class Destination:
             if prepared.existing is not None:
                 logger.info("Table %s: %s load.", dest, "incremental" if incremental else "full")
                 return self.client.tables.load(
-                    dest, data.file_id, incremental=incremental, columns=columns if data.headerless else None
+                    dest,
+                    data.file_id,
+                    incremental=incremental,
+                    columns=columns if data.headerless else None,
+                    **data.csv_options(),
                 )
             logger.info("Table %s: creating it %s.", dest, pk_text(target.primary_key))
             if not data.headerless:
-                self.client.tables.create(bucket_of(dest), table_name(dest), data.file_id, list(target.primary_key))
+                self.client.tables.create(
+                    bucket_of(dest), table_name(dest), data.file_id, list(target.primary_key), **data.csv_options()
+                )
                 return None
             # the API cannot create a table from headerless data: create it from a header, then load the data
             self._create_empty(dest, columns, target.primary_key)
-            return self.client.tables.load(dest, data.file_id, incremental=False, columns=columns)
+            return self.client.tables.load(dest, data.file_id, incremental=False, columns=columns, **data.csv_options())
 
     def _create_empty(self, table_id: str, columns: Sequence[str], primary_key: Sequence[str]) -> dict:
         name = table_name(table_id)

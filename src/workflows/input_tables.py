@@ -73,11 +73,24 @@ class InputTable:
     def slices(self) -> list[Path]:
         return sorted(p for p in self.path.rglob("*") if p.is_file() and not p.name.startswith("."))
 
+    @property
+    def delimiter(self) -> str:
+        value = self.manifest.get("delimiter")
+        return value if isinstance(value, str) and value else ","
+
+    @property
+    def enclosure(self) -> str:
+        """The quote character; "" when the CSV has none (the manifest says so explicitly)."""
+        value = self.manifest.get("enclosure")
+        return value if isinstance(value, str) else '"'
+
     def read_header(self) -> list[str]:
         opener = gzip.open if is_gzip(self.path) else open
+        dialect = {"delimiter": self.delimiter}
+        dialect.update({"quotechar": self.enclosure} if self.enclosure else {"quoting": csv.QUOTE_NONE})
         try:
             with opener(self.path, "rt", encoding="utf-8", newline="") as f:
-                header = next(csv.reader(f), None)
+                header = next(csv.reader(f, **dialect), None)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise UserException(
                 f"The header of input table in/tables/{self.file_name} cannot be read ({exc}); the file must be "

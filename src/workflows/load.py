@@ -107,12 +107,12 @@ def _upload(client: StorageClient, table: InputTable, progress: Progress) -> tup
         size = sum(p.stat().st_size for p in slices)
         prepared = client.files.prepare(f"{name}.csv", size_bytes=size, sliced=True, tags=UPLOAD_TAGS)
         client.transfer.upload_slices(prepared, slices, progress)
-        return DataFile(prepared["id"], headerless=True), size
+        return DataFile(prepared["id"], True, table.delimiter, table.enclosure), size
     if is_gzip(table.path):
         size = table.path.stat().st_size
         prepared = client.files.prepare(f"{name}.csv.gz", size_bytes=size, tags=UPLOAD_TAGS)
         client.transfer.upload(prepared, table.path, progress)
-        return DataFile(prepared["id"], headerless=table.headerless), size
+        return DataFile(prepared["id"], table.headerless, table.delimiter, table.enclosure), size
     if not table.headerless and table.path.stat().st_size > SLICE_BYTES:
         return _upload_gzip_slices(client, table, name, progress)
     fd, tmp_name = tempfile.mkstemp(prefix="storage-sync-upload-", suffix=".csv.gz")
@@ -122,7 +122,7 @@ def _upload(client: StorageClient, table: InputTable, progress: Progress) -> tup
         size = gzip_file(table.path, tmp)
         prepared = client.files.prepare(f"{name}.csv.gz", size_bytes=size, tags=UPLOAD_TAGS)
         client.transfer.upload(prepared, tmp, progress)
-        return DataFile(prepared["id"], headerless=table.headerless), size
+        return DataFile(prepared["id"], table.headerless, table.delimiter, table.enclosure), size
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -138,8 +138,12 @@ def _upload_gzip_slices(
     tmp_dir = Path(tempfile.mkdtemp(prefix="storage-sync-slices-"))
     try:
         size = client.transfer.upload_slices_from(
-            prepared, gzip_slices(table.path, tmp_dir, SLICE_BYTES), progress, ahead=SLICES_AHEAD, remove=True
+            prepared,
+            gzip_slices(table.path, tmp_dir, SLICE_BYTES, quote=table.enclosure.encode()),
+            progress,
+            ahead=SLICES_AHEAD,
+            remove=True,
         )
-        return DataFile(prepared["id"], headerless=True), size
+        return DataFile(prepared["id"], True, table.delimiter, table.enclosure), size
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -265,6 +265,11 @@ def _input_of(inputs: Mapping[str, InputTable], item: TableSettings) -> InputTab
 
 def _plan_input(table: InputTable, settings: TableSettings, default_bucket: str | None) -> PlannedInput:
     where = f"in/tables/{table.file_name}"
+    if len(table.delimiter) != 1 or len(table.enclosure) > 1:
+        raise UserException(
+            f"The manifest of input table {where} has delimiter {table.delimiter!r} and enclosure "
+            f"{table.enclosure!r}; the delimiter must be one character and the enclosure one character or empty."
+        )
     dest = _input_destination(table, settings, default_bucket)
     if table.headerless:
         columns = table.manifest_columns
