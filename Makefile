@@ -6,23 +6,41 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
+# the kbcstorage reference client's own environment, and the tests that import it (directly, or through the
+# benchmark harness's workers): they run there, every other test in .venv
+KBC_VENV := .venv-kbcstorage
+KBC_PY := $(KBC_VENV)/bin/python
+KBCSTORAGE_TESTS := emulator/tests/test_kbcstorage_reference.py tests/unit/test_bench_smoke.py
 CHROMIUM ?= /usr/bin/chromium
 # apt-get runs as root, or through sudo where that needs no password
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: lock install browser test test-unit test-e2e lint demo bench reliability clean
+IMAGE ?= keboola-storage-sync
 
-install: $(VENV)/.installed node_modules/.installed
+.PHONY: lock install browser test test-run image lint demo bench reliability clean
+
+install: $(VENV)/.installed $(KBC_VENV)/.installed node_modules/.installed
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # The lock files pin every package with hashes; regenerate them with `make lock` after editing pyproject.toml.
+# requirements.lock: the component (the production image); requirements-dev.lock: + emulator and test tools, at the
+# versions of requirements.lock (-c); requirements-kbcstorage.lock: + the kbcstorage reference client, whose exact pins
+# (google-cloud-storage, google-auth) differ from production, for .venv-kbcstorage only.
+# $(call venv,folder,lock file)
+define venv
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(1)
+	VIRTUAL_ENV=$(CURDIR)/$(1) $(UV) pip sync --quiet $(2)
+	touch $(1)/.installed
+endef
+
 $(VENV)/.installed: $(UV) requirements-dev.lock
-	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
-	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(UV) pip sync --quiet requirements-dev.lock
-	touch $@
+	$(call venv,$(VENV),requirements-dev.lock)
+
+$(KBC_VENV)/.installed: $(UV) requirements-kbcstorage.lock
+	$(call venv,$(KBC_VENV),requirements-kbcstorage.lock)
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -42,24 +60,46 @@ browser:
 lock: $(UV)
 	$(UV) pip compile pyproject.toml --universal --generate-hashes --no-header -q -o requirements.lock
 	$(UV) pip compile pyproject.toml --group emulator --group dev --universal --generate-hashes --no-header -q \
-		-o requirements-dev.lock
+		-c requirements.lock -o requirements-dev.lock
+	@# a new kbcstorage lock starts from the dev lock's versions, so that both environments differ only where they must
+	[ -f requirements-kbcstorage.lock ] || cp requirements-dev.lock requirements-kbcstorage.lock
+	$(UV) pip compile pyproject.toml --group emulator --group dev --group kbcstorage --universal --generate-hashes \
+		--no-header -q -o requirements-kbcstorage.lock
 
 lint: install
 	$(VENV)/bin/ruff check src emulator tests benchmarks
 	$(VENV)/bin/ruff format --check src emulator tests benchmarks
 
 test: install browser
-	$(PY) -m pytest -q -x -m "not slow" --durations=15
+	@$(MAKE) --no-print-directory test-run
+
+# The two test sessions, without installing anything (the test image runs them with its own interpreters).
+test-run:
+	$(PY) -m pytest -q -x -m "not slow" --durations=15 $(KBCSTORAGE_TESTS:%=--ignore=%)
+	$(KBC_PY) -m pytest -q -x -m "not slow" --durations=5 $(KBCSTORAGE_TESTS)
+
+# Both Dockerfile targets: $(IMAGE):latest (production, what deploy.sh pushes) and $(IMAGE):test (runs the suite).
+# With docker where a daemon answers, else with buildah or podman (Debian packages: apt-get install -y buildah);
+# IMAGE_FLAGS adds flags of the builder (e.g. IMAGE_FLAGS=--pull=never to build on local base images only).
+image:
+	@if docker info >/dev/null 2>&1; then build="docker build"; \
+	elif command -v buildah >/dev/null 2>&1; then build="buildah bud --layers"; \
+	elif command -v podman >/dev/null 2>&1; then build="podman build"; \
+	else echo "no Docker daemon, buildah or podman here; install one, e.g. apt-get install -y buildah" >&2; exit 1; fi; \
+	for target in production:latest test:test; do \
+		echo "$$build --target $${target%%:*} -t $(IMAGE):$${target#*:} ."; \
+		$$build $(IMAGE_FLAGS) --target "$${target%%:*}" -t "$(IMAGE):$${target#*:}" . || exit 1; \
+	done
 
 demo: install
 	$(PY) scripts/demo.py
 
 bench: install
-	$(PY) benchmarks/run.py
+	$(KBC_PY) benchmarks/run.py  # its workers run kbcstorage
 
 reliability: install
 	$(PY) -m pytest -q --timeout=3600 tests/reliability  # the full (slow) variants and the subset; RELIABILITY_RUNS=100
 	$(PY) -m pytest -q -m slow tests/e2e
 
 clean:
-	rm -rf $(VENV) $(TOOLS) node_modules .pytest_cache
+	rm -rf $(VENV) $(KBC_VENV) $(TOOLS) node_modules .pytest_cache
