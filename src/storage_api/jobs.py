@@ -72,27 +72,40 @@ class Jobs:
         """The project's most recent jobs, newest first."""
         return self.http.get("jobs", params={"limit": limit}) or []
 
-    def submit(self, path: str, body: dict, *, matches: Callable[[dict], bool]) -> dict:
-        """POST a request that creates a job, without ever creating it twice.
+    def submit(
+        self,
+        path: str,
+        body: dict | None,
+        *,
+        matches: Callable[[dict], bool],
+        method: str = "POST",
+        params: dict | None = None,
+    ) -> dict:
+        """Send a request that creates a job (a POST, or e.g. a DELETE of a column), without ever creating it twice.
 
-        The POST is not replayed blindly: when it failed after it may have reached the server (reset, read
-        timeout, 500/502/504), recent jobs are searched for one that ``matches``; only if none exists is the POST
+        The request is not replayed blindly: when it failed after it may have reached the server (reset, read
+        timeout, 500/502/504), recent jobs are searched for one that ``matches``; only if none exists is the request
         sent again. Returns the created job (not waited for).
         """
         for attempt in range(1, self.max_submits + 1):
             try:
-                return self.http.post(path, body, idempotent=False)
+                if method == "POST":
+                    return self.http.post(path, body, idempotent=False)
+                response = self.http.request(method, path, json=body, params=params, idempotent=False)
+                return response.json() if response.content else None
             except StorageApiError as exc:
                 if not exc.maybe_applied:
                     raise
                 self._sleep(self.reconcile_delay)  # let a request the server did accept register its job
                 job = self._find_recent(matches, exc)
                 if job is not None:
-                    logger.warning("POST %s failed (%s) but created job %s; using it", path, exc.reason, job["id"])
+                    logger.warning(
+                        "%s %s failed (%s) but created job %s; using it", method, path, exc.reason, job["id"]
+                    )
                     return job
                 if attempt == self.max_submits:
                     raise
-                logger.warning("POST %s failed (%s) and created no job; sending it again", path, exc.reason)
+                logger.warning("%s %s failed (%s) and created no job; sending it again", method, path, exc.reason)
         raise AssertionError("unreachable")
 
     def _find_recent(self, matches: Callable[[dict], bool], original: StorageApiError) -> dict | None:

@@ -1,4 +1,5 @@
-"""Storage tables: list, detail, create / load from a file, export to a file, primary key, metadata, delete.
+"""Storage tables: list, detail, create / load from a file, export to a file, delete rows, add / delete columns,
+primary key, metadata, delete.
 
 Encodings that differ per endpoint (contract sections 1 and 4): ``columns`` on export and ``primaryKey`` on
 create are comma-separated strings, ``columns`` on import is a list.
@@ -6,8 +7,9 @@ create are comma-separated strings, ``columns`` on import is a list.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from .errors import StorageApiError
 from .jobs import Jobs, is_job
@@ -42,9 +44,18 @@ class Tables:
             raise
 
     # data ---------------------------------------------------------------------------------------------------------
-    def create(self, bucket_id: str, name: str, data_file_id, primary_key: list[str] = ()) -> dict:
-        """tables-async from an uploaded file; waits for the job and returns the new table."""
-        body = {"name": name, "dataFileId": data_file_id}
+    def create(
+        self,
+        bucket_id: str,
+        name: str,
+        data_file_id,
+        primary_key: list[str] = (),
+        on_submitted: Callable[[dict], None] | None = None,
+        **csv_options: str,
+    ) -> dict:
+        """tables-async from an uploaded file; waits for the job and returns the new table. ``csv_options``:
+        ``delimiter``, ``enclosure`` of the file when they are not Keboola's default."""
+        body = {"name": name, "dataFileId": data_file_id, **csv_options}
         if primary_key:
             body["primaryKey"] = ",".join(primary_key)
         table_id = f"{bucket_id}.{name}"
@@ -55,7 +66,10 @@ class Tables:
             file_id = _source_file_id(job)
             return str(file_id) == str(data_file_id) if file_id is not None else job.get("tableId") == table_id
 
-        job = self.jobs.wait(self.jobs.submit(f"buckets/{bucket_id}/tables-async", body, matches=matches))
+        job = self.jobs.submit(f"buckets/{bucket_id}/tables-async", body, matches=matches)
+        if on_submitted is not None:
+            on_submitted(job)
+        job = self.jobs.wait(job)
         results = job.get("results") or {}
         return self.detail(results.get("id") or table_id) or results
 
@@ -67,12 +81,21 @@ class Tables:
         incremental: bool,
         columns: list[str] | None = None,
         without_headers: bool = False,
+        on_submitted: Callable[[dict], None] | None = None,
+        **csv_options: str,
     ) -> dict:
         """import-async from an uploaded file; waits and returns the finished job (results: importedColumns...).
+        ``csv_options``: ``delimiter``, ``enclosure`` of the file when they are not Keboola's default.
+        ``on_submitted`` receives the accepted job before the wait (the caller remembers it across runs).
 
         A replayed import would load the data twice, so an ambiguous failure is reconciled against recent jobs.
         """
-        body = {"dataFileId": data_file_id, "incremental": incremental, "withoutHeaders": without_headers}
+        body = {
+            "dataFileId": data_file_id,
+            "incremental": incremental,
+            "withoutHeaders": without_headers,
+            **csv_options,
+        }
         if columns:
             body["columns"] = list(columns)
 
@@ -83,7 +106,10 @@ class Tables:
                 and str(_source_file_id(job)) == str(data_file_id)
             )
 
-        return self.jobs.wait(self.jobs.submit(f"tables/{table_id}/import-async", body, matches=matches))
+        job = self.jobs.submit(f"tables/{table_id}/import-async", body, matches=matches)
+        if on_submitted is not None:
+            on_submitted(job)
+        return self.jobs.wait(job)
 
     def export(
         self,
@@ -118,7 +144,82 @@ class Tables:
             raise StorageApiError(f"Storage job {job.get('id')} exported {table_id} but returned no file id.")
         return ExportResult(file_id=file_id, cache_hit=bool(results.get("cacheHit")), job=job)
 
+    def delete_rows(
+        self,
+        table_id: str,
+        where_filters: list[dict],
+        *,
+        changed_since: int | None = None,
+        changed_until: int | None = None,
+        allow_truncate: bool = False,
+    ) -> dict:
+        """``DELETE tables/{id}/rows`` (addendum section 2); waits and returns the finished ``tableRowsDelete`` job
+        (``results.deletedRows``).
+
+        ``where_filters`` are ``{column, operator: eq|ne, values: [str]}`` items, ANDed; several values in one
+        filter are an IN list. Filters on several key columns are a cross product, not a list of key tuples. With
+        no filter at all the API refuses (``storage.tables.validation.unintendedTruncation``) unless
+        ``allow_truncate``, which empties the table.
+
+        The parameters go in a JSON body on the DELETE, as the PHP client sends them (``apiDeleteParamsJson``).
+        Unlike a load, a repeated delete with the same filter is idempotent (the rows it matches are gone after
+        the first one), so the request is retried like any idempotent one, ambiguous failures included; the only
+        cost of a replay after a lost response is that ``deletedRows`` of the replayed job misses the rows the
+        first job deleted.
+        """
+        body: dict = {"whereFilters": [dict(f) for f in where_filters]}
+        if changed_since is not None:
+            body["changedSince"] = str(int(changed_since))
+        if changed_until is not None:
+            body["changedUntil"] = str(int(changed_until))
+        if allow_truncate:
+            body["allowTruncate"] = True
+        response = self.http.request("DELETE", f"tables/{table_id}/rows", json=body, idempotent=True)
+        return self.jobs.wait(response.json())
+
     # structure ----------------------------------------------------------------------------------------------------
+    def add_column(
+        self, table_id: str, name: str, *, definition: dict | None = None, basetype: str | None = None
+    ) -> dict:
+        """``POST tables/{id}/columns`` (addendum section 4); waits and returns the finished ``tableColumnAdd`` job.
+
+        ``definition`` / ``basetype`` are for typed tables only (an untyped table refuses them). Storage webalizes
+        the name and appends the column. A replay would fail with ``storage.tables.columnAlreadyExists``, so an
+        ambiguous failure is reconciled against the jobs created since the request was sent.
+        """
+        body: dict = {"name": name}
+        if definition is not None:
+            body["definition"] = dict(definition)
+        if basetype is not None:
+            body["basetype"] = basetype
+
+        def matches(job: dict) -> bool:
+            return _is_column_job(job, "tableColumnAdd", table_id, name)
+
+        return self.jobs.wait(self._submit_new(f"tables/{table_id}/columns", body, matches))
+
+    def delete_column(self, table_id: str, name: str, *, force: bool = False) -> dict:
+        """``DELETE tables/{id}/columns/{name}?force=`` (addendum section 4); waits and returns the finished
+        ``tableColumnDelete`` job. ``force`` also removes the column from auto-sync aliases. A replay would fail
+        (the column no longer exists), so an ambiguous failure is reconciled like ``add_column``."""
+
+        def matches(job: dict) -> bool:
+            return _is_column_job(job, "tableColumnDelete", table_id, name)
+
+        path = f"tables/{table_id}/columns/{quote(name, safe='')}"
+        params = {"force": "true" if force else "false"}
+        return self.jobs.wait(self._submit_new(path, None, matches, method="DELETE", params=params))
+
+    def _submit_new(self, path: str, body: dict | None, matches, *, method: str = "POST", params=None) -> dict:
+        """``Jobs.submit`` that reconciles only against jobs created after this call: a matching job of an earlier
+        run (the same column added, dropped and added again) is listed first and never taken for this one."""
+        earlier = {job.get("id") for job in self.jobs.list() if matches(job)}
+
+        def created_now(job: dict) -> bool:
+            return matches(job) and job.get("id") not in earlier
+
+        return self.jobs.submit(path, body, matches=created_now, method=method, params=params)
+
     def add_primary_key(self, table_id: str, columns: list[str]) -> None:
         def matches(job: dict) -> bool:
             return job.get("operationName") == "tablePrimaryKeyAdd" and job.get("tableId") == table_id
@@ -163,6 +264,15 @@ def _source_file_id(job: dict):
     params = job.get("operationParams") or {}
     source = params.get("source") or {}
     return source.get("fileId") if isinstance(source, dict) else None
+
+
+def _is_column_job(job: dict, operation: str, table_id: str, name: str) -> bool:
+    params = job.get("operationParams") or {}
+    return (
+        job.get("operationName") == operation
+        and job.get("tableId") == table_id
+        and (not isinstance(params, dict) or params.get("name") in (None, name))
+    )
 
 
 def _key_value(item: dict) -> dict:
