@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 STATE_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+PENDING_LOADS = "pendingLoads"  # top-level key: destination table id -> {jobId, fingerprint, submitted}
 SYNC_OVERLAP_SECONDS = 300
 EXPORT_OVERLAP_SECONDS = 60
 
@@ -187,6 +188,27 @@ class StateStore:
         with self._lock:
             self._tables[source_id] = entry
             self._writer(self.to_dict())
+
+    # -- loads submitted but not seen finished (import: exactly once across runs) -----------------------------
+    def pending_load(self, destination: str) -> dict | None:
+        """``{"jobId", "fingerprint"}`` of a load into ``destination`` that a stopped run submitted, if any."""
+        entry = (self._extra.get(PENDING_LOADS) or {}).get(destination)
+        return dict(entry) if isinstance(entry, Mapping) and entry.get("jobId") is not None else None
+
+    def remember_load(self, destination: str, *, job_id: Any, fingerprint: str) -> None:
+        """Persist a submitted load before waiting for it, so that a stopped run's next run does not load it again."""
+        with self._lock:
+            pending = self._extra.setdefault(PENDING_LOADS, {})
+            pending[destination] = {"jobId": job_id, "fingerprint": fingerprint, "submitted": utc_now_iso()}
+            self._writer(self.to_dict())
+
+    def forget_load(self, destination: str) -> None:
+        with self._lock:
+            pending = self._extra.get(PENDING_LOADS) or {}
+            if pending.pop(destination, None) is not None:
+                if not pending:
+                    self._extra.pop(PENDING_LOADS, None)
+                self._writer(self.to_dict())
 
     def save(self) -> None:
         with self._lock:

@@ -21,7 +21,7 @@ import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,13 +202,23 @@ class Destination:
         return {**existing, "columns": [c for c in present if c not in extra] + missing}
 
     # -- after the transfer -----------------------------------------------------------------------------------
-    def write(self, prepared: PreparedTable, data: DataFile, *, incremental: bool) -> WriteResult:
-        """Create the table from the data (when missing) or load the data into it; then read the table."""
-        job = self._create_or_load(prepared, data, incremental=incremental)
+    def write(
+        self,
+        prepared: PreparedTable,
+        data: DataFile,
+        *,
+        incremental: bool,
+        on_submitted: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> WriteResult:
+        """Create the table from the data (when missing) or load the data into it; then read the table.
+        ``on_submitted`` receives the job that writes the data, before the wait for it."""
+        job = self._create_or_load(prepared, data, incremental=incremental, on_submitted=on_submitted)
         table = self.read(prepared.target.table_id) or {}
         return WriteResult(job, table)
 
-    def _create_or_load(self, prepared: PreparedTable, data: DataFile, *, incremental: bool) -> dict | None:
+    def _create_or_load(
+        self, prepared: PreparedTable, data: DataFile, *, incremental: bool, on_submitted: Callable | None
+    ) -> dict | None:
         target = prepared.target
         dest = target.table_id
         columns = list(target.columns)
@@ -220,12 +230,18 @@ class Destination:
                     data.file_id,
                     incremental=incremental,
                     columns=columns if data.headerless else None,
+                    on_submitted=on_submitted,
                     **data.csv_options(),
                 )
             logger.info("Table %s: creating it %s.", dest, pk_text(target.primary_key))
             if not data.headerless:
                 self.client.tables.create(
-                    bucket_of(dest), table_name(dest), data.file_id, list(target.primary_key), **data.csv_options()
+                    bucket_of(dest),
+                    table_name(dest),
+                    data.file_id,
+                    list(target.primary_key),
+                    on_submitted=on_submitted,
+                    **data.csv_options(),
                 )
                 return None
             # the API cannot create a table from headerless data: create it from a header, then load the data

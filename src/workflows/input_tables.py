@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,8 @@ from workflows.files import is_gzip
 from workflows.metadata import column_metadata_pairs, metadata_pairs
 
 logger = logging.getLogger(__name__)
+
+FINGERPRINT_CHUNK = 4 * 2**20
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,15 @@ class InputTable:
                 f"Input table in/tables/{self.file_name} is empty (no header row); fix the input mapping."
             )
         return header
+
+    def fingerprint(self, *extra: Any) -> str:
+        """A digest of the data (every byte, streamed) and ``extra``: the same input loaded the same way."""
+        digest = hashlib.sha1(json.dumps([self.file_name, *extra], default=str).encode(), usedforsecurity=False)
+        for path in self.slices() if self.sliced else [self.path]:
+            with path.open("rb") as f:
+                while chunk := f.read(FINGERPRINT_CHUNK):
+                    digest.update(chunk)
+        return digest.hexdigest()
 
     def metadata(self) -> list[dict]:
         pairs = metadata_pairs(self.manifest.get("metadata") or self.manifest.get("table_metadata"))

@@ -12,12 +12,15 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keboola.component.exceptions import UserException
 
 from configuration import table_name
+from storage_api.errors import JobFailed
 from workflows.context import RunContext, storage_errors
 from workflows.csv_slicing import SLICE_BYTES, SLICES_AHEAD, gzip_slices
 from workflows.destination import DataFile, Destination, TableTarget
@@ -28,6 +31,7 @@ from workflows.progress import Progress
 from workflows.runner import TableOutcome, TableRunner, finish
 
 if TYPE_CHECKING:
+    from state import StateStore
     from storage_api import StorageClient
 
 logger = logging.getLogger(__name__)
@@ -49,17 +53,15 @@ def run(ctx: RunContext) -> None:
     destination = Destination(client, metadata_provider=ctx.metadata_provider, tags=UPLOAD_TAGS)
     runner = TableRunner(int(getattr(ctx.config, "parallelism", 1) or 1), what="table(s)")
     outcomes = runner.run(
-        plans, lambda plan: import_table(client, destination, plan, runner), label=lambda plan: plan.destination_id
+        plans, lambda plan: import_table(ctx, destination, plan, runner), label=lambda plan: plan.destination_id
     )
     ctx.state.save()
     finish(outcomes, "table(s)")
     logger.info("Import finished: %d table(s).", len(plans))
 
 
-def import_table(
-    client: StorageClient, destination: Destination, plan: PlannedInput, runner: TableRunner
-) -> TableOutcome:
-    table = plan.table
+def import_table(ctx: RunContext, destination: Destination, plan: PlannedInput, runner: TableRunner) -> TableOutcome:
+    client, table, state = destination.client, plan.table, ctx.state
     target = TableTarget(
         table_id=plan.destination_id,
         origin=f"input table {plan.where}",
@@ -70,13 +72,30 @@ def import_table(
         column_metadata=table.column_metadata(plan.columns),
     )
     prepared = destination.prepare(target)
-    progress = Progress(plan.destination_id, "uploaded")
-    with storage_errors("importing", plan.destination_id):
-        data, size = _upload(client, table, progress)
-    logger.info("Table %s: uploaded %.2f MB in %.1f s.", plan.destination_id, size / MB, progress.elapsed)
+    with ThreadPoolExecutor(1, thread_name_prefix="fingerprint") as hashing:
+        # the digest of the input is read while it uploads (hashlib releases the GIL)
+        fingerprint = hashing.submit(
+            table.fingerprint, plan.destination_id, plan.settings.incremental, plan.columns, plan.primary_key
+        )
+        if _loaded_by_a_stopped_run(client, state, plan.destination_id, fingerprint.result):
+            destination.set_metadata(target)
+            return TableOutcome(
+                plan.destination_id, "already loaded", total=(destination.read(target.table_id) or {}).get("rowsCount")
+            )
+        progress = Progress(plan.destination_id, "uploaded")
+        with storage_errors("importing", plan.destination_id):
+            data, size = _upload(client, table, progress)
+        logger.info("Table %s: uploaded %.2f MB in %.1f s.", plan.destination_id, size / MB, progress.elapsed)
+        digest = fingerprint.result()
     runner.check_stop()
     incremental = plan.settings.incremental and prepared.existing is not None
-    written = destination.write(prepared, data, incremental=incremental)
+    written = destination.write(
+        prepared,
+        data,
+        incremental=incremental,
+        on_submitted=lambda job: state.remember_load(plan.destination_id, job_id=job.get("id"), fingerprint=digest),
+    )
+    state.forget_load(plan.destination_id)
     destination.set_metadata(target)
     moved = None if incremental else written.rows_total  # a full load leaves exactly the imported rows
     logger.info(
@@ -90,6 +109,34 @@ def import_table(
         total=written.rows_total,
         bytes=size,
     )
+
+
+def _loaded_by_a_stopped_run(
+    client: StorageClient, state: StateStore, table_id: str, fingerprint: Callable[[], str]
+) -> bool:
+    """Whether a run that was stopped after submitting the load of this very input saw it through on the server
+    (then loading it again would duplicate rows); a load still running is waited for."""
+    pending = state.pending_load(table_id)
+    if pending is None:
+        return False
+    job_id = pending["jobId"]
+    try:
+        with storage_errors(f"checking load job {job_id} of", table_id):
+            job = client.jobs.wait(job_id)
+    except UserException as exc:
+        if not isinstance(exc.__cause__, JobFailed):
+            raise  # not known: keep the entry, so that a later run checks the job again
+        job = exc.__cause__.job
+    same_input = pending.get("fingerprint") == fingerprint()
+    state.forget_load(table_id)
+    if job.get("status") == "success" and same_input:
+        logger.info(
+            "Table %s: job %s of a stopped run already loaded this input; it is not loaded again.", table_id, job_id
+        )
+        return True
+    why = "failed" if job.get("status") != "success" else "loaded another input"
+    logger.info("Table %s: job %s of a stopped run %s; loading the input now.", table_id, job_id, why)
+    return False
 
 
 def _count(value: int | None) -> str:

@@ -147,3 +147,31 @@ def test_import_reads_the_manifest_delimiter_and_enclosure(emulator, destination
     sliced = data_dir.run({**env, "STORAGE_SYNC_IMPORT_SLICE_BYTES": "10"})
     assert sliced.returncode == 0, sliced.output
     assert sorted_dicts(emulator.table_rows(destination.id, "in.c-pushed.semi_sliced")) == expected
+
+
+def test_a_load_cut_off_by_the_job_timeout_is_not_loaded_again(emulator, destination, data_dir, env):
+    """The load job of a stopped run finishes on the server: the next run checks it instead of loading twice."""
+    params = _import_params(emulator, destination, [{"source": "log.csv", "incremental": True}])
+    data_dir.add_input_table("log.csv", ["ts", "event"], [["1", "open"]])
+    data_dir.write_config(params)
+    assert data_dir.run(env).returncode == 0  # the table exists (no primary key: loads append)
+    data_dir.carry_state()
+    data_dir.add_input_table("log.csv", ["ts", "event"], [["2", "click"], ["3", "close"]])
+    emulator.job_delay = 3.0
+    data_dir.write_config({**params, "timeouts": {"job": 1}})
+    cut = data_dir.run(env)
+    assert cut.returncode == 1, cut.output
+    assert cut.state["pendingLoads"]["in.c-pushed.log"]["jobId"]
+    emulator.job_delay = 0.0
+    data_dir.carry_state()
+    data_dir.write_config(params)
+    rerun = data_dir.run(env)
+    assert rerun.returncode == 0, rerun.output
+    assert "already loaded this input" in rerun.output
+    assert "pendingLoads" not in rerun.state
+    rows = sorted(r["ts"] for r in emulator.table_rows(destination.id, "in.c-pushed.log"))
+    assert rows == ["1", "2", "3"], "each input row once"
+    data_dir.carry_state()
+    data_dir.add_input_table("log.csv", ["ts", "event"], [["4", "open"]])
+    assert data_dir.run(env).returncode == 0  # another input is loaded as usual
+    assert sorted(r["ts"] for r in emulator.table_rows(destination.id, "in.c-pushed.log")) == ["1", "2", "3", "4"]
