@@ -40,7 +40,7 @@ def run(ctx: RunContext) -> None:
     plans = plan_tables(client, ctx.config.tables, mode="export")
     logger.info("Exporting %d table(s): %s", len(plans), ", ".join(p.source_id for p in plans))
     ctx.tables_out.mkdir(parents=True, exist_ok=True)
-    runner = TableRunner(int(getattr(ctx.config, "parallelism", 1) or 1), what="table(s)")
+    runner = TableRunner(ctx.config.parallelism, what="table(s)")
     outcomes = runner.run(plans, lambda plan: export_table(ctx, client, plan), label=lambda plan: plan.source_id)
     ctx.state.save()
     finish(outcomes, "table(s)")

@@ -51,7 +51,7 @@ def run(ctx: RunContext) -> None:
         "Importing %d table(s): %s", len(plans), ", ".join(f"{p.table.file_name} -> {p.destination_id}" for p in plans)
     )
     destination = Destination(client, metadata_provider=ctx.metadata_provider, tags=UPLOAD_TAGS)
-    runner = TableRunner(int(getattr(ctx.config, "parallelism", 1) or 1), what="table(s)")
+    runner = TableRunner(ctx.config.parallelism, what="table(s)")
     outcomes = runner.run(
         plans, lambda plan: import_table(ctx, destination, plan, runner), label=lambda plan: plan.destination_id
     )

@@ -157,9 +157,10 @@ class TableRunner:
             current_table.reset(token)
 
 
-def finish(outcomes: Sequence[TableOutcome], what: str) -> None:
+def finish(outcomes: Sequence[TableOutcome], what: str, *, summary: bool = True) -> None:
     """Log the summary table; raise one UserException naming every failed table."""
-    log_summary(outcomes)
+    if summary:
+        log_summary(outcomes)
     failed = [o for o in outcomes if o.status != "ok"]
     if not failed:
         return

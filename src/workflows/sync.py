@@ -17,7 +17,9 @@ Per planned source table (``parallelism`` tables at a time, each isolated from t
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keboola.component.exceptions import UserException
@@ -25,6 +27,7 @@ from keboola.component.exceptions import UserException
 from configuration import table_name
 from state import SYNC_OVERLAP_SECONDS, Lineage, job_watermark
 from workflows.context import RunContext, storage_errors
+from workflows.deletes import propagate_deletes
 from workflows.destination import DataFile, Destination, TableTarget
 from workflows.files import MB
 from workflows.metadata import column_metadata_pairs, metadata_pairs
@@ -32,6 +35,7 @@ from workflows.plan import PlannedTable, plan_tables
 from workflows.progress import Progress
 from workflows.projects import project_key, same_project
 from workflows.runner import TableOutcome, TableRunner, finish
+from workflows.verify import VerifyResult, log_summary, verify_table, write_report
 
 if TYPE_CHECKING:
     from storage_api import StorageClient
@@ -67,7 +71,7 @@ def run(ctx: RunContext) -> None:
     if destination_client.provider != source.provider:
         destination_client.preload_transfer()
     logger.info("Syncing %d table(s): %s", len(plans), ", ".join(f"{p.source_id} -> {p.destination_id}" for p in plans))
-    runner = TableRunner(_parallelism(ctx), what="table(s)")
+    runner = TableRunner(ctx.config.parallelism, what="table(s)")
     shared = SyncRun(
         ctx=ctx,
         source=source,
@@ -80,10 +84,14 @@ def run(ctx: RunContext) -> None:
     ctx.state.save()
     finish(outcomes, "table(s)")
     logger.info("Sync finished: %d table(s).", len(plans))
-
-
-def _parallelism(ctx: RunContext) -> int:
-    return int(getattr(ctx.config, "parallelism", 1) or 1)
+    if ctx.config.verify:
+        differ = verify_tables(ctx, source, destination_client, plans)
+        if differ:
+            raise UserException(
+                f"Verification after the sync found {differ} of {len(plans)} table(s) that differ from the source "
+                f"(out/tables/sync_verification.csv says how); run the sync again, and if a table still differs "
+                f"while nothing writes to the source, report it."
+            )
 
 
 def _refuse_copy_onto_itself(
@@ -121,7 +129,7 @@ def sync_table(run: SyncRun, plan: PlannedTable) -> TableOutcome:
         columns=plan.columns,
         primary_key=plan.primary_key,
         follows_source=True,
-        rebuild=getattr(plan.settings, "schema_changes", "follow") == "rebuild",
+        rebuild=plan.settings.schema_changes == "rebuild",
         metadata=metadata_pairs(plan.detail.get("metadata")),
         column_metadata=column_metadata_pairs(plan.detail.get("columnMetadata"), columns),
     )
@@ -175,7 +183,7 @@ def sync_table(run: SyncRun, plan: PlannedTable) -> TableOutcome:
     logger.info("Table %s: copied %.2f MB of slices in %.1f s.", plan.source_id, progress.bytes / MB, progress.elapsed)
     run.runner.check_stop()
     written = destination.write(prepared, DataFile(copied["id"], headerless=sliced), incremental=incremental)
-    deleted = None
+    deleted = _deletes(run, plan, pk) if incremental else None
     destination.set_metadata(target)
     total = written.rows_total
     if deleted:
@@ -201,3 +209,52 @@ def sync_table(run: SyncRun, plan: PlannedTable) -> TableOutcome:
         total=total,
         bytes=progress.bytes,
     )
+
+
+def _deletes(run: SyncRun, plan: PlannedTable, pk: list[str]) -> int:
+    """Propagate (or, with ``deletes: keep``, only count) the rows deleted from the source selection."""
+    apply = plan.settings.deletes != "keep"
+    run.runner.check_stop()
+    with tempfile.TemporaryDirectory(prefix="storage-sync-keys-") as work_dir:
+        outcome = propagate_deletes(
+            run.source,
+            run.destination.client,
+            source_id=plan.source_id,
+            destination_id=plan.destination_id,
+            key_columns=pk,
+            where_filters=[f.to_api() for f in plan.settings.where_filters],
+            apply=apply,
+            work_dir=Path(work_dir),
+        )
+    return outcome.deleted
+
+
+def verify_tables(ctx: RunContext, source: StorageClient, destination: StorageClient, plans: list[PlannedTable]) -> int:
+    """Compare every planned table with its destination (read-only); log it, write out/tables/sync_verification.csv
+    and return how many tables differ."""
+
+    def verify_one(plan: PlannedTable) -> VerifyResult:
+        with tempfile.TemporaryDirectory(prefix="storage-sync-verify-") as work_dir:
+            return verify_table(
+                source,
+                destination,
+                source_id=plan.source_id,
+                destination_id=plan.destination_id,
+                columns=plan.columns,
+                key_columns=plan.primary_key,
+                where_filters=[f.to_api() for f in plan.settings.where_filters],
+                work_dir=Path(work_dir),
+            )
+
+    results: list[VerifyResult] = []
+    runner = TableRunner(ctx.config.parallelism, what="table(s) verified")
+
+    def work(plan: PlannedTable) -> TableOutcome:
+        results.append(verify_one(plan))
+        return TableOutcome(plan.source_id, "verify")
+
+    finish(runner.run(plans, work, label=lambda plan: plan.source_id), "table(s) verified", summary=False)
+    order = {p.source_id: i for i, p in enumerate(plans)}
+    results.sort(key=lambda r: order[r.source_table])
+    write_report(results, ctx.tables_out)
+    return log_summary(results)

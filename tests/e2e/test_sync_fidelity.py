@@ -195,3 +195,83 @@ def test_same_project_under_another_host_name_is_refused(emulator, source, data_
     run = data_dir.run(env)
     assert run.returncode == 1, run.output
     assert "same project" in run.error_lines()[-1]
+
+
+def _delete_rows(emulator, project, table_id, column, values):
+    body = {"whereFilters": [{"column": column, "operator": "eq", "values": values}]}
+    return _storage(emulator, project, "DELETE", f"tables/{table_id}/rows", json=body)
+
+
+def test_rows_deleted_in_the_source_are_deleted_in_the_destination(emulator, source, destination, data_dir, env):
+    _ten_row_source(emulator, source)
+    emulator.advance_clock(3600)
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
+    _run(data_dir, env)
+    emulator.advance_clock(3600)
+    _delete_rows(emulator, source, CUSTOMERS, "id", ["3", "7"])
+    run = _run(data_dir, env)
+    assert "synced (incremental)" in run.output
+    assert_copy_equal(emulator, source, destination, CUSTOMERS)
+    assert emulator.table_detail(destination.id, CUSTOMERS)["rowsCount"] == 8
+
+
+def test_rows_that_stop_matching_where_filters_leave_the_destination(emulator, source, destination, data_dir, env):
+    _ten_row_source(emulator, source)
+    where = [{"column": "city", "operator": "eq", "values": ["Prague"]}]
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS, "whereFilters": where}]))
+    emulator.advance_clock(3600)
+    _run(data_dir, env)
+    emulator.advance_clock(3600)
+    emulator.load_table(source.id, CUSTOMERS, "id,name,city\n1,name1,Brno\n", incremental=True)  # leaves the filter
+    _run(data_dir, env)
+    assert_copy_equal(emulator, source, destination, CUSTOMERS, where=lambda r: r["city"] == "Prague")
+
+
+def test_deletes_keep_only_counts_and_composite_keys_delete_exactly(emulator, source, destination, data_dir, env):
+    table = "in.c-sales.visits"
+    rows = "day,shop,n\n" + "".join(f"{d},{s},{d}{s}\n" for d in ("1", "2", "3") for s in ("a", "b", "c"))
+    emulator.create_table(source.id, table, rows, primary_key=["day", "shop"])
+    emulator.advance_clock(3600)
+    data_dir.write_config(_params(emulator, source, destination, [{"source": table, "deletes": "keep"}]))
+    _run(data_dir, env)
+    emulator.advance_clock(3600)
+    # (1,a) and (2,b) go: a cross product of day in (1,2) and shop in (a,b) would also delete (1,b) and (2,a)
+    _storage(
+        emulator,
+        source,
+        "DELETE",
+        f"tables/{table}/rows",
+        json={
+            "whereFilters": [
+                {"column": "day", "operator": "eq", "values": ["1"]},
+                {"column": "shop", "operator": "eq", "values": ["a"]},
+            ]
+        },
+    )
+    _storage(
+        emulator,
+        source,
+        "DELETE",
+        f"tables/{table}/rows",
+        json={
+            "whereFilters": [
+                {"column": "day", "operator": "eq", "values": ["2"]},
+                {"column": "shop", "operator": "eq", "values": ["b"]},
+            ]
+        },
+    )
+    kept = _run(data_dir, env)
+    assert "2" in kept.output and emulator.table_detail(destination.id, table)["rowsCount"] == 9
+    data_dir.write_config(_params(emulator, source, destination, [{"source": table}]))
+    _run(data_dir, env)
+    assert_copy_equal(emulator, source, destination, table)
+    assert emulator.table_detail(destination.id, table)["rowsCount"] == 7
+
+
+def test_verify_reports_what_differs_and_changes_nothing(emulator, source, destination, data_dir, env):
+    _ten_row_source(emulator, source)
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}], verify=True))
+    ok = _run(data_dir, env)
+    assert "1 of 1 table(s) match" in ok.output
+    report = (data_dir.root / "out" / "tables" / "sync_verification.csv").read_text()
+    assert "in.c-sales.customers" in report and '"ok"' in report
