@@ -22,6 +22,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 
 from .api import Emulator
+from .jobs import DEFAULT_PARALLELISM
 
 DEMO_BUCKET = "demo"
 
@@ -102,6 +103,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     serve.add_argument("--faults", default=None, help="fault rules (FaultInjector.from_spec)")
     serve.add_argument("--seed", type=int, default=None, help="seed of random faults (and of the demo data)")
     serve.add_argument("--job-delay", type=float, default=0.0, help="minimum duration of every storage job (s)")
+    serve.add_argument(
+        "--jobs-parallelism",
+        type=int,
+        default=DEFAULT_PARALLELISM,
+        help="storage jobs one project processes at once, the others wait (storage.jobsParallelism, default 10)",
+    )
     serve.add_argument("--workdir", default=None, help="working directory (default: a temporary one)")
     serve.add_argument(
         "--maintenance", action="store_true", help="start in maintenance mode (503); SIGUSR1 toggles it at runtime"
@@ -150,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir=args.workdir,
         host=args.host,
         faults=args.faults,
+        jobs_parallelism=args.jobs_parallelism,
     )
     try:
         emu.start()

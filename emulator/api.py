@@ -25,6 +25,7 @@ from .clock import Clock
 from .engine import TableEngine
 from .faults import FaultInjector
 from .filestorage import create_file_storage
+from .jobs import DEFAULT_PARALLELISM
 from .models import StorageBackend
 from .server import ServerThread, StorageApiApp
 
@@ -50,12 +51,14 @@ class Emulator:
         faults: str | None = None,
         share_storage_with: Emulator | None = None,
         clock: Clock | None = None,
+        jobs_parallelism: int = DEFAULT_PARALLELISM,
     ):
         self.provider = provider
         self.seed = seed
         self.host = host
         self._port = port
         self._initial_job_delay = float(job_delay)
+        self._jobs_parallelism = jobs_parallelism
         self._own_workdir = workdir is None
         self._workdir_arg = workdir
         self._fault_spec = faults
@@ -97,6 +100,7 @@ class Emulator:
                     self.workdir / "backend",
                     job_delay=self._initial_job_delay,
                     clock=self.clock,
+                    jobs_parallelism=self._jobs_parallelism,
                 )
                 if self._fault_spec:
                     self.faults = FaultInjector.from_spec(self._fault_spec, seed=self.seed)
@@ -168,6 +172,23 @@ class Emulator:
         self._initial_job_delay = float(seconds)
         if self.backend is not None:
             self.backend.runner.job_delay = seconds
+
+    @property
+    def jobs_parallelism(self) -> int:
+        """Storage jobs one project processes at once (project limit ``storage.jobsParallelism``, default 10);
+        more wait in ``waiting``. Settable at runtime, for every project without a limit of its own."""
+        return self.backend.runner.parallelism if self.backend else self._jobs_parallelism
+
+    @jobs_parallelism.setter
+    def jobs_parallelism(self, value: int) -> None:
+        self._jobs_parallelism = value
+        if self.backend is not None:
+            self.backend.runner.parallelism = value
+
+    def set_project_jobs_parallelism(self, project_id: int, value: int | None) -> None:
+        """The storage jobs parallelism of one project (None: back to ``jobs_parallelism``)."""
+        self._require_started()
+        self.backend.runner.set_project_parallelism(self.backend._project(project_id).id, value)
 
     def advance_clock(self, seconds: float) -> datetime:
         """Let ``seconds`` pass on the server clock at once (no sleeping): job, table, file and row timestamps and

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..clock import Clock
 from ..engine import TableEngine
 from ..filestorage import FileStorage
-from ..jobs import Job, JobRunner
+from ..jobs import DEFAULT_PARALLELISM, Job, JobRunner
 from .entities import Project, Token
 
 _DEFAULT_REGIONS = {"aws": "us-east-1", "azure": "northeurope", "gcp": "us-east4"}
@@ -28,6 +28,7 @@ class BackendCore:
         base_url: str = "http://localhost",
         region: str | None = None,
         clock: Clock | None = None,
+        jobs_parallelism: int = DEFAULT_PARALLELISM,
     ):
         self.clock = clock or Clock()
         self.engine = engine
@@ -42,7 +43,7 @@ class BackendCore:
         self.tokens_by_id: dict[int, Token] = {}
         self.jobs: dict[int, Job] = {}
         self._seq = {"project": 0, "token": 0, "file": 0, "job": 0, "table": 0, "metadata": 0}
-        self.runner = JobRunner(job_delay=job_delay, clock=self.now)
+        self.runner = JobRunner(job_delay=job_delay, clock=self.now, parallelism=jobs_parallelism)
 
     def now(self) -> datetime:
         """Server time (the stack's ``Clock``): every timestamp of the API comes from here."""

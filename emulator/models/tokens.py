@@ -145,7 +145,10 @@ class TokensMixin:
                     "components.jobsParallelism": {"name": "components.jobsParallelism", "value": 10},
                     "kbc.adminsCount": {"name": "kbc.adminsCount", "value": 10},
                     "storage.dataSizeBytes": {"name": "storage.dataSizeBytes", "value": 50000000000},
-                    "storage.jobsParallelism": {"name": "storage.jobsParallelism", "value": 10},
+                    "storage.jobsParallelism": {
+                        "name": "storage.jobsParallelism",
+                        "value": self.runner.project_parallelism(project.id),
+                    },
                 },
                 "metrics": {
                     "storage.dataSizeBytes": {"name": "storage.dataSizeBytes", "value": size},

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from emulator import Emulator
+from emulator.jobs import DEFAULT_PARALLELISM
 
 _names = itertools.count(1)
 
@@ -31,11 +32,12 @@ def emu():
 
 @pytest.fixture(autouse=True)
 def _reset_emulator(emu):
-    """Every test starts with no faults, no job delay, no maintenance and the real time, whatever the previous one
-    did."""
+    """Every test starts with no faults, no job delay, the default jobs parallelism, no maintenance and the real
+    time, whatever the previous one did."""
     yield
     emu.faults.clear()
     emu.job_delay = 0.0
+    emu.jobs_parallelism = DEFAULT_PARALLELISM
     emu.set_maintenance(False)
     emu.reset_clock()
 
