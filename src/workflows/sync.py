@@ -179,7 +179,8 @@ def sync_table(run: SyncRun, plan: PlannedTable) -> TableOutcome:
             sliced=sliced,
             tags=COPY_TAGS,
         )
-        destination.client.transfer.copy(source_file, copied, progress)
+        # an incremental copy is small: its records are counted on the way (a full load's count is the table's)
+        counted = destination.client.transfer.copy(source_file, copied, progress, count_records=incremental)
     logger.info("Table %s: copied %.2f MB of slices in %.1f s.", plan.source_id, progress.bytes / MB, progress.elapsed)
     run.runner.check_stop()
     written = destination.write(prepared, DataFile(copied["id"], headerless=sliced), incremental=incremental)
@@ -196,7 +197,7 @@ def sync_table(run: SyncRun, plan: PlannedTable) -> TableOutcome:
         lineage=committed,
         last_success=(written.job or {}).get("endTime"),
     )
-    moved = None if incremental else total  # a full load leaves exactly the copied rows
+    moved = counted if incremental else total  # a full load leaves exactly the copied rows
     logger.info(
         progress.summary("synced (incremental)" if incremental else "synced (full)", moved)
         + f" The destination holds {'n/a' if total is None else total} rows."

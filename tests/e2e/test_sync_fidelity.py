@@ -71,7 +71,7 @@ def test_second_run_is_incremental_and_logs_rows_moved_apart_from_the_total(
     emulator.load_table(source.id, CUSTOMERS, "id,name,city\n2,Bob,Zlin\n4,Dan,Plzen\n", incremental=True)
     second = _run(data_dir, env)
     assert "copying rows changed since" in second.output
-    assert "synced (incremental)" in second.output and "The destination holds 4 rows." in second.output
+    assert "synced (incremental) 2 rows" in second.output and "The destination holds 4 rows." in second.output
     rows = {r["id"]: r for r in emulator.table_rows(destination.id, CUSTOMERS)}
     assert rows["1"]["name"] == "Tampered", "an incremental sync copies only changed rows"
     assert rows["2"]["city"] == "Zlin" and rows["4"]["name"] == "Dan"

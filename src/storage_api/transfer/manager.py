@@ -22,6 +22,7 @@ import tenacity
 
 from ..errors import TransferError
 from .base import FileReader, FileWriter, Progress, Slice, StorageAdapter, describe
+from .records import RecordCounter
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +170,12 @@ class TransferManager:
         self._write_manifest(writer, prepared, names)
         return total
 
-    def copy(self, source_file: dict, prepared: dict, progress: Progress | None = None) -> None:
-        """Stream every slice of a stored file into a prepared sliced file (no decompression), then the manifest."""
+    def copy(
+        self, source_file: dict, prepared: dict, progress: Progress | None = None, *, count_records: bool = False
+    ) -> int | None:
+        """Stream every slice of a stored file into a prepared sliced file (no decompression), then the manifest.
+        ``count_records``: also count the CSV records that went through (inflating the stream on the side) and
+        return the count."""
         reader = self._reader(source_file)
         writer = self._adapter(prepared).writer(prepared)
         parts = self._slices(reader, source_file)
@@ -181,11 +186,18 @@ class TransferManager:
             )
         names = [part.local_name(i) for i, part in enumerate(parts)]
 
+        records = [0]
+        records_lock = threading.Lock()
+
         def copy_one(part: Slice, name: str, label: str, sink: Progress) -> None:
             # a cut source read resumes inside the stream (a ranged GET): the destination request keeps going
             stream, size = reader.open_sized(part, label=label)
             with stream:
-                writer.upload_stream(stream, name if writer.sliced else None, sink, size=size)
+                counter = RecordCounter(stream) if count_records else None
+                writer.upload_stream(counter or stream, name if writer.sliced else None, sink, size=size)
+            if counter is not None:  # only a slice that arrived whole counts (a retried one starts over)
+                with records_lock:
+                    records[0] += counter.finish()
 
         report = _serialized(progress)
         self._run_parallel(
@@ -204,6 +216,7 @@ class TransferManager:
         )
         if writer.sliced:
             self._write_manifest(writer, prepared, names)
+        return records[0] if count_records else None
 
     # machinery ----------------------------------------------------------------------------------------------------
     def _reader(self, file: dict) -> FileReader:
