@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +15,8 @@ from keboola.component.base import ComponentBase, sync_action
 from keboola.component.exceptions import UserException
 from keboola.component.sync_actions import SelectElement
 
-from configuration import Configuration, Connection, redact
+from configuration import Configuration, Connection
+from redaction import install_log_redaction, redact
 from state import StateStore
 from storage_api import RetryPolicy, StorageClient
 from storage_api.errors import StorageApiError
@@ -148,6 +148,7 @@ class Component(ComponentBase):
                 run_id=self.environment_variables.run_id or None,
                 request_timeout=min(timeouts.request, ACTION_REQUEST_TIMEOUT) if action else timeouts.request,
                 job_timeout=timeouts.job,
+                max_workers=self.config.parallelism,
                 **options,
             )
         return self._clients[which]
@@ -190,72 +191,6 @@ def _action_errors(what: str) -> Iterator[None]:
 def _table_label(table: dict) -> str:
     name = table.get("displayName") or table.get("name")
     return f"{table['id']} ({name})" if name and name != table["id"].rsplit(".", 1)[-1] else table["id"]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# logging: secrets never reach a log record; user errors are shown without a traceback
-
-
-class _SecretRedactingFilter(logging.Filter):
-    """Replaces configured secrets with ``[hidden]`` in the message, arguments, traceback and extra fields.
-
-    The traceback is rendered here (and ``exc_info`` dropped), because handlers such as GELF format
-    ``exc_info`` themselves. ``user_error`` marks records of UserException so consoles can omit the traceback.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken format string must not break logging
-            message = str(record.msg)
-        record.msg, record.args = redact(message), ()
-        if record.exc_info and record.exc_info[1] is not None:
-            record.user_error = isinstance(record.exc_info[1], UserException)
-            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
-            record.exc_info = None
-        elif record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info)
-        for key, value in list(vars(record).items()):
-            if isinstance(value, str) and key not in ("msg", "exc_text", "stack_info"):
-                setattr(record, key, redact(value))
-        return True
-
-
-class _ConsoleFormatter(logging.Formatter):
-    """Plain message; the traceback of a UserException is not printed (users see one sentence, exit code 1)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        exc = record.exc_info[1] if record.exc_info else None
-        if getattr(record, "user_error", False) or isinstance(exc, UserException):
-            clone = logging.makeLogRecord(vars(record))
-            clone.exc_info, clone.exc_text = None, None
-            return super().format(clone)
-        return super().format(record)
-
-
-_FILTER = _SecretRedactingFilter()
-
-
-def install_log_redaction() -> None:
-    """Redact secrets in every record (record factory, so also handlers added later) and in every root handler;
-    console handlers omit tracebacks of user errors."""
-    current = logging.getLogRecordFactory()
-    if not getattr(current, "_storage_sync", False):
-
-        def factory(*args, **kwargs):
-            record = current(*args, **kwargs)
-            _FILTER.filter(record)
-            return record
-
-        factory._storage_sync = True
-        logging.setLogRecordFactory(factory)
-    for handler in logging.getLogger().handlers:
-        if _FILTER not in handler.filters:
-            handler.addFilter(_FILTER)
-        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.stderr):
-            handler.setFormatter(_ConsoleFormatter())
 
 
 if __name__ == "__main__":

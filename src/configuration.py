@@ -1,8 +1,17 @@
-"""Typed configuration of Storage Sync, built from the ``parameters`` of config.json.
+"""Typed configuration of Storage Sync, built from the ``parameters`` of config.json with pydantic v2 models.
 
-Every invalid input raises ``UserException`` with one sentence that says what is wrong and how to fix it.
-Token values never appear in messages; every parsed token is registered so that logs can redact it
-(see ``redact``).
+Two layers of models:
+
+- input models (``_OptionsIn``, ``_ConnectionIn``, ``_SettingsIn``, ``_TableIn``, ...) validate the parameters as
+  written: aliases (``#token``, ``primaryKey``), types, values and what the mode supports. Each validator raises
+  ``_Bad`` with one sentence; ``_validate`` turns the first error of a ``ValidationError`` into a ``UserException``
+  that names the dotted path of the key (``tables[0].incremental``);
+- the resolved, frozen (hashable) models the workflows use (``Configuration``, ``TableSettings``, ``Connection``,
+  ``WhereFilter``, ``ChangedSince``, ``Timeouts``): top-level settings applied to every table, the mode's defaults,
+  the URL and token Keboola forwards.
+
+Every invalid input raises ``UserException`` with one sentence that says what is wrong and how to fix it. Token
+values never appear in messages: every token is registered (``redaction.register_secret``) before validation.
 """
 
 from __future__ import annotations
@@ -11,20 +20,35 @@ import ipaddress
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from keboola.component.exceptions import UserException
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from redaction import _SECRETS, HIDDEN, redact, register_secret, registered_secrets  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
 
 MODES = ("export", "import", "sync")
 OPERATORS = ("eq", "ne", "gt", "ge", "lt", "le")
+DATA_TYPES = ("INTEGER", "DOUBLE", "BIGINT", "REAL", "DECIMAL")  # whereFilters[].dataType of the Storage API
+DELETES = ("propagate", "keep")
+SCHEMA_CHANGES = ("follow", "rebuild")
 DEFAULT_JOB_TIMEOUT = 3600
 MAX_JOB_TIMEOUT = 14400
 DEFAULT_REQUEST_TIMEOUT = 120
+DEFAULT_PARALLELISM = 4
+MAX_PARALLELISM = 16
 
 # Bucket ids carry the legacy "c-" prefix that the Storage API adds to every bucket name.
 BUCKET_ID_RE = re.compile(r"^(in|out)\.c-[A-Za-z0-9_-]+$")
@@ -43,82 +67,44 @@ _UNITS = {
     "week": 7 * 86400,
 }
 
-ROOT_KEYS = {
-    "mode",
-    "source",
-    "destination",
-    "tables",
-    "table",
-    "incremental",
-    "primaryKey",
-    "changedSince",
-    "columns",
-    "whereFilters",
-    "limit",
-    "timeouts",
-    "debug",
-    "mergedOutput",
-    "test_connection",  # the UI's test-connection button (holds no value)
-}
-ITEM_KEYS = {"source", "destination", "columns", "whereFilters", "primaryKey", "incremental", "changedSince", "limit"}
-OVERRIDABLE_KEYS = ("columns", "whereFilters", "primaryKey", "incremental", "changedSince", "limit")
-
-# ---------------------------------------------------------------------------------------------------------------
-# secrets
-
-
-_SECRETS: set[str] = set()
-HIDDEN = "[hidden]"
-
-
-def register_secret(value: str | None) -> None:
-    """Remember a secret so that ``redact`` hides it (tokens shorter than 4 chars are not worth redacting)."""
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
-
-
-def redact(text: str) -> str:
-    """Replace every registered secret in ``text`` with ``[hidden]``."""
-    if not text or not _SECRETS:
-        return text
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, HIDDEN)
-    return text
-
-
-def registered_secrets() -> frozenset[str]:
-    return frozenset(_SECRETS)
+Mode = Literal["export", "import", "sync"]
+Deletes = Literal["propagate", "keep"]
+SchemaChanges = Literal["follow", "rebuild"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# model
+# resolved model (what the workflows use)
 
 
-@dataclass(frozen=True)
-class Connection:
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Connection(_Frozen):
     """A Storage API endpoint: stack URL and token (and, for a destination, the default bucket)."""
 
     url: str
-    token: str = field(repr=False)
+    token: str = Field(repr=False)
     bucket: str | None = None
 
 
-@dataclass(frozen=True)
-class WhereFilter:
+class WhereFilter(_Frozen):
     column: str
-    operator: str
+    operator: str = "eq"
     values: tuple[str, ...]
+    data_type: str | None = None  # one of DATA_TYPES; None compares as text
 
     def to_api(self) -> dict:
-        return {"column": self.column, "operator": self.operator, "values": list(self.values)}
+        api = {"column": self.column, "operator": self.operator, "values": list(self.values)}
+        if self.data_type:
+            api["dataType"] = self.data_type
+        return api
 
 
-@dataclass(frozen=True)
-class ChangedSince:
+class ChangedSince(_Frozen):
     """A parsed ``changedSince``: an absolute unix time, a relative offset, or ``last`` (from the state)."""
 
-    kind: str  # "absolute" | "relative" | "last"
+    kind: Literal["absolute", "relative", "last"]
     seconds: int = 0  # unix time for absolute, offset in seconds for relative
     text: str = ""
 
@@ -136,9 +122,8 @@ class ChangedSince:
         raise ValueError("changedSince 'last' is resolved from the state, not from the clock")
 
 
-@dataclass(frozen=True)
-class TableSettings:
-    """One item of ``tables`` with the top-level defaults applied."""
+class TableSettings(_Frozen):
+    """One item of ``tables`` with the top-level settings applied."""
 
     source: str
     destination: str | None = None
@@ -148,37 +133,39 @@ class TableSettings:
     incremental: bool = False
     changed_since: ChangedSince | None = None
     limit: int | None = None
+    deletes: Deletes | None = None  # sync: "propagate" (default) or "keep"; None in export and import
+    schema_changes: SchemaChanges = "follow"
 
     @property
     def source_is_bucket(self) -> bool:
         return bool(BUCKET_ID_RE.match(self.source))
 
 
-@dataclass(frozen=True)
-class Timeouts:
+class Timeouts(_Frozen):
     job: float = DEFAULT_JOB_TIMEOUT
     request: float = DEFAULT_REQUEST_TIMEOUT
 
 
-@dataclass(frozen=True)
-class Configuration:
-    mode: str | None
+class Configuration(_Frozen):
+    mode: Mode | None
     source: Connection | None = None
     destination: Connection | None = None
     tables: tuple[TableSettings, ...] = ()
     # the top-level table settings (used for input tables that 'tables' does not list, in import mode)
-    defaults: TableSettings = TableSettings(source="")
-    timeouts: Timeouts = Timeouts()
+    defaults: TableSettings = Field(default_factory=lambda: TableSettings(source=""))
+    timeouts: Timeouts = Field(default_factory=Timeouts)
     debug: bool = False
     merged_output: bool = False
-    # problems with connections that the mode does not need (only kept for sync actions)
-    connection_errors: Mapping[str, str] = field(default_factory=dict, repr=False)
+    verify: bool = False  # sync: compare each destination table with its source after writing it
+    parallelism: int = DEFAULT_PARALLELISM  # transfers (slices, tables) at once
+    # problems with connections that the mode does not need (only kept for sync actions): (which, message)
+    connection_errors: tuple[tuple[str, str], ...] = Field(default=(), repr=False)
 
     def require(self, which: str) -> Connection:
         """The ``source`` or ``destination`` connection, or UserException saying why it is unusable."""
         conn = getattr(self, which)
         if conn is None:
-            raise UserException(self.connection_errors.get(which) or f"The {which} connection is not configured.")
+            raise UserException(dict(self.connection_errors).get(which) or f"The {which} connection is not configured.")
         return conn
 
     @classmethod
@@ -191,11 +178,36 @@ class Configuration:
         actions while the user is still filling in the form) and a connection error is raised only when the
         action needs that connection.
         """
-        return _Parser(parameters, env or {}, for_action).parse()
+        return _build(parameters, env or {}, for_action)
+
+
+def table_name(table_id: str) -> str:
+    return table_id.rsplit(".", 1)[-1]
+
+
+def bucket_of(table_id: str) -> str:
+    return table_id.rsplit(".", 1)[0]
+
+
+def with_source(settings: TableSettings, source: str) -> TableSettings:
+    """A copy of ``settings`` for one table of a bucket selection (or one input table)."""
+    return settings.model_copy(update={"source": source})
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# parsing
+# messages
+
+
+class _Bad(ValueError):
+    """A validator's one-sentence message. The template may name the key by its dotted path: ``{path}`` (the key),
+    ``{item}`` (the object holding the key), ``{at}`` (the object as a prefix, ``tables[0].`` or empty)."""
+
+    def __init__(self, template: str, **values: Any):
+        super().__init__(template)
+        self.template, self.values = template, values
+
+    def render(self, path: str, item: str = "") -> str:
+        return self.template.format(path=path, item=item, at=f"{path}." if path else "", **self.values)
 
 
 def _type_name(value: Any) -> str:
@@ -216,390 +228,606 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-class _Parser:
-    def __init__(self, parameters: Mapping[str, Any] | None, env: Mapping[str, str], for_action: bool):
-        if parameters is None:
-            parameters = {}
-        if not isinstance(parameters, Mapping):
-            raise UserException("The configuration parameters must be a JSON object; fix the configuration.")
-        self.p = dict(parameters)
-        self.env = env
-        self.for_action = for_action
-        # register secrets first, so that nothing below can leak them
-        for conn in ("source", "destination"):
-            raw = self.p.get(conn)
-            if isinstance(raw, Mapping) and isinstance(raw.get("#token"), str):
-                register_secret(raw["#token"].strip())
-        register_secret((env.get("KBC_TOKEN") or "").strip())
+def _dotted(parts: tuple) -> str:
+    """``("tables", 0, "primary_key")`` -> ``tables[0].primaryKey`` (keys as config.json spells them)."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part:
+            part = _ALIASES.get(part, part)  # pydantic names a missing key by its field name
+            text += f".{part}" if text else str(part)
+    return text
 
-    # -- entry point --------------------------------------------------------------------------------------
-    def parse(self) -> Configuration:
-        for key in sorted(set(self.p) - ROOT_KEYS):
-            logger.warning("Unknown configuration parameter '%s' is ignored.", key)
 
-        mode = self._mode()
-        timeouts = self._timeouts()
-        debug = self._bool(self.p, "debug", False)
-        merged = self._bool(self.p, "mergedOutput", False)
+def _validate(model: type[BaseModel], raw: Any, where: str, context: Mapping[str, Any]) -> Any:
+    """``model`` validated from ``raw`` (found at the dotted path ``where``), or UserException for its first error."""
+    try:
+        return model.model_validate(raw, context=dict(context))
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        loc = tuple(error["loc"])
+        prefix = (where,) if where else ()
+        path, item = _dotted(prefix + loc), _dotted(prefix + loc[:-1])
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, _Bad):
+            raise UserException(cause.render(path, item)) from None
+        raise UserException(  # a check without its own sentence (not expected): pydantic's, redacted
+            f"The parameter '{path or 'parameters'}' is invalid ({redact(error['msg'])}); fix the configuration."
+        ) from None
 
-        needs = {"export": ("source",), "import": ("destination",), "sync": ("source", "destination")}.get(mode, ())
-        conns: dict[str, Connection | None] = {}
-        errors: dict[str, str] = {}
-        for which in ("source", "destination"):
-            try:
-                conns[which] = self._connection(which)
-            except UserException as exc:
-                if which in needs and not self.for_action:
-                    raise
-                conns[which] = None
-                errors[which] = str(exc)
 
-        if self.for_action:
-            try:
-                tables, defaults = self._tables(mode) if mode else ((), TableSettings(source=""))
-            except UserException:
-                tables, defaults = (), TableSettings(source="")
-        else:
-            tables, defaults = self._tables(mode)
+def _warn_unknown(raw: Any, known: set[str], where: str) -> None:
+    if isinstance(raw, Mapping):
+        for key in sorted(set(raw) - known):
+            logger.warning("Unknown configuration parameter '%s%s' is ignored.", where, key)
 
-        return Configuration(
-            mode=mode,
-            source=conns["source"],
-            destination=conns["destination"],
-            tables=tables,
-            defaults=defaults,
-            timeouts=timeouts,
-            debug=debug,
-            merged_output=merged,
-            connection_errors=errors,
+
+# ---------------------------------------------------------------------------------------------------------------
+# value checks shared by the input models
+
+
+def _flag(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise _Bad("The parameter '{path}' must be true or false, not {kind}.", kind=_type_name(value))
+
+
+def _column_names(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _Bad(
+            "The parameter '{path}' must be a list of column names (strings), not {value}.", value=_describe(value)
         )
+    names = tuple(v.strip() for v in value)
+    if len(set(names)) != len(names):
+        raise _Bad("The parameter '{path}' lists a column twice; list each column once.")
+    return names or None  # an empty list (the UI default) means "not set"
 
-    # -- scalars ------------------------------------------------------------------------------------------
-    def _mode(self) -> str | None:
-        mode = self.p.get("mode")
-        valid = ", ".join(MODES)
-        if mode is None or mode == "":
-            if self.for_action:
-                return None
-            raise UserException(f"The parameter 'mode' is missing; set it to one of: {valid}.")
-        if not isinstance(mode, str) or mode.strip().lower() not in MODES:
-            if self.for_action:
-                return None
-            raise UserException(f"The mode {_describe(mode)} is not supported; use one of: {valid}.")
-        return mode.strip().lower()
 
-    @staticmethod
-    def _bool(obj: Mapping[str, Any], key: str, default: bool | None, where: str = "") -> bool | None:
-        value = obj.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise UserException(f"The parameter '{where}{key}' must be true or false, not {_type_name(value)}.")
+def _choice(value: Any, choices: tuple[str, ...]) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().lower() in choices:
+        return value.strip().lower()
+    raise _Bad(
+        "The parameter '{path}' must be {options}, not {value}.",
+        options=" or ".join(f"'{c}'" for c in choices),
+        value=_describe(value),
+    )
+
+
+def _positive_seconds(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Bad("The parameter '{path}' must be a number of seconds, not {kind}.", kind=_type_name(value))
+    if value <= 0:
+        raise _Bad("The parameter '{path}' must be a positive number of seconds, not {value:g}.", value=value)
+    return float(value)
+
+
+def _is_set(value: Any) -> bool:
+    return value is not None and value != ()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# input models (config.json as written)
+
+
+class _In(BaseModel):
+    """Validates a config.json object; keys it does not declare are ignored (with a warning, see ``keys``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    # the sentence for a value that is not a JSON object (``{path}`` and ``{kind}`` are filled in)
+    not_an_object: ClassVar[str] = "The parameter '{path}' must be an object, not {kind}."
+    null_is_empty: ClassVar[bool] = False  # null stands for {} (else it is not an object)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _object(cls, value: Any) -> Any:
+        if value is None and cls.null_is_empty:
+            return {}
+        if not isinstance(value, Mapping):
+            raise _Bad(cls.not_an_object, kind=_type_name(value))
         return value
 
-    def _timeouts(self) -> Timeouts:
-        raw = self.p.get("timeouts")
-        if raw is None:
-            return Timeouts()
-        if not isinstance(raw, Mapping):
-            raise UserException(
-                f'The parameter \'timeouts\' must be an object like {{"job": 3600, "request": 120}}, '
-                f"not {_type_name(raw)}."
+    @classmethod
+    def keys(cls) -> set[str]:
+        return {field.alias or name for name, field in cls.model_fields.items()}
+
+
+class _TimeoutsIn(_In):
+    not_an_object: ClassVar[str] = (
+        'The parameter \'{path}\' must be an object like {{"job": 3600, "request": 120}}, not {kind}.'
+    )
+    null_is_empty: ClassVar[bool] = True
+    job: float = Field(DEFAULT_JOB_TIMEOUT, validate_default=True)
+    request: float = Field(DEFAULT_REQUEST_TIMEOUT, validate_default=True)
+
+    @field_validator("job", mode="plain")
+    @classmethod
+    def _job(cls, value: Any) -> float:
+        return _positive_seconds(value, DEFAULT_JOB_TIMEOUT)
+
+    @field_validator("request", mode="plain")
+    @classmethod
+    def _request(cls, value: Any) -> float:
+        return _positive_seconds(value, DEFAULT_REQUEST_TIMEOUT)
+
+    @model_validator(mode="after")
+    def _job_maximum(self) -> _TimeoutsIn:
+        if self.job > MAX_JOB_TIMEOUT:
+            raise _Bad(
+                "{at}job is {job:g} s; the maximum is {maximum} s (4 hours); set a lower value.",
+                job=self.job,
+                maximum=MAX_JOB_TIMEOUT,
             )
-        for key in sorted(set(raw) - {"job", "request"}):
-            logger.warning("Unknown configuration parameter 'timeouts.%s' is ignored.", key)
-        job = self._positive_number(raw, "job", DEFAULT_JOB_TIMEOUT, "timeouts.")
-        request = self._positive_number(raw, "request", DEFAULT_REQUEST_TIMEOUT, "timeouts.")
-        if job > MAX_JOB_TIMEOUT:
-            raise UserException(
-                f"timeouts.job is {job:g} s; the maximum is {MAX_JOB_TIMEOUT} s (4 hours); set a lower value."
+        return self
+
+
+class _OptionsIn(_In):
+    """Top-level options of the run."""
+
+    timeouts: _TimeoutsIn = Field(default_factory=_TimeoutsIn)
+    debug: bool | None = None
+    merged_output: bool | None = Field(None, alias="mergedOutput")
+    verify: bool | None = None
+    parallelism: int = Field(DEFAULT_PARALLELISM, validate_default=True)
+
+    @field_validator("debug", "merged_output", "verify", mode="plain")
+    @classmethod
+    def _flags(cls, value: Any) -> bool | None:
+        return _flag(value)
+
+    @field_validator("parallelism", mode="plain")
+    @classmethod
+    def _parallelism(cls, value: Any) -> int:
+        if value is None:
+            return DEFAULT_PARALLELISM
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLELISM:
+            raise _Bad(
+                "The parameter '{path}' must be a whole number from 1 to {maximum}, not {value}.",
+                maximum=MAX_PARALLELISM,
+                value=_describe(value),
             )
-        return Timeouts(job=job, request=request)
+        return value
+
+    @model_validator(mode="after")
+    def _mode_support(self, info: ValidationInfo) -> _OptionsIn:
+        mode = (info.context or {}).get("mode")
+        if self.verify and mode in ("export", "import"):
+            raise _Bad(
+                "The parameter '{at}verify' is only supported in sync mode (an {mode} has no source table to compare "
+                "with); remove it or set it to false.",
+                mode=mode,
+            )
+        return self
+
+
+class _ConnectionIn(_In):
+    """``source`` / ``destination``: url and #token, each defaulting to what Keboola forwards (KBC_URL, KBC_TOKEN)."""
+
+    not_an_object: ClassVar[str] = "The parameter '{path}' must be an object with 'url' and '#token', not {kind}."
+    null_is_empty: ClassVar[bool] = True
+    url: str = Field(None, validate_default=True)
+    token: str = Field(None, alias="#token", repr=False, validate_default=True)
 
     @staticmethod
-    def _positive_number(obj: Mapping[str, Any], key: str, default: float, where: str) -> float:
-        value = obj.get(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserException(f"The parameter '{where}{key}' must be a number of seconds, not {_type_name(value)}.")
-        if value <= 0:
-            raise UserException(f"The parameter '{where}{key}' must be a positive number of seconds, not {value:g}.")
-        return float(value)
-
-    # -- connections --------------------------------------------------------------------------------------
-    def _string_or_env(self, raw: Mapping[str, Any], which: str, key: str, env_key: str, when_missing: str) -> str:
-        """``which.key`` as a trimmed string, else the value Keboola forwards in ``env_key``."""
-        value = raw.get(key)
+    def _string_or_env(value: Any, info: ValidationInfo, env_key: str, when_missing: str) -> str:
         if value is not None and not isinstance(value, str):
-            raise UserException(f"The parameter '{which}.{key}' must be a string, not {_type_name(value)}.")
-        value = (value or "").strip() or (self.env.get(env_key) or "").strip()
+            raise _Bad("The parameter '{path}' must be a string, not {kind}.", kind=_type_name(value))
+        value = (value or "").strip() or ((info.context or {}).get("env", {}).get(env_key) or "").strip()
         if not value:
-            raise UserException(f"The parameter '{which}.{key}' is missing and {when_missing}")
+            raise _Bad("The parameter '{path}' is missing and " + when_missing, which=(info.context or {})["which"])
         return value
 
-    def _connection(self, which: str) -> Connection:
-        raw = self.p.get(which)
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, Mapping):
-            raise UserException(
-                f"The parameter '{which}' must be an object with 'url' and '#token', not {_type_name(raw)}."
-            )
-        allowed = {"url", "#token", "bucket"} if which == "destination" else {"url", "#token"}
-        for key in sorted(set(raw) - allowed):
-            logger.warning("Unknown configuration parameter '%s.%s' is ignored.", which, key)
-
-        url = self._string_or_env(
-            raw,
-            which,
-            "url",
+    @field_validator("url", mode="plain")
+    @classmethod
+    def _url(cls, value: Any, info: ValidationInfo) -> str:
+        url = cls._string_or_env(
+            value,
+            info,
             "KBC_URL",
-            f"Keboola forwarded no URL; set it to the Storage API URL of the {which} stack, "
+            "Keboola forwarded no URL; set it to the Storage API URL of the {which} stack, "
             "e.g. https://connection.keboola.com.",
         )
-        url = normalize_url(url, f"{which}.url")
-        token = self._string_or_env(
-            raw,
-            which,
-            "#token",
-            "KBC_TOKEN",
-            f"Keboola forwarded no token; enter a Storage API token of the {which} project.",
+        return _normalize_url(url)
+
+    @field_validator("token", mode="plain")
+    @classmethod
+    def _token(cls, value: Any, info: ValidationInfo) -> str:
+        return cls._string_or_env(
+            value, info, "KBC_TOKEN", "Keboola forwarded no token; enter a Storage API token of the {which} project."
         )
 
-        bucket = None
-        if which == "destination":
-            bucket = raw.get("bucket")
-            if bucket is not None and not isinstance(bucket, str):
-                raise UserException(f"The parameter 'destination.bucket' must be a string, not {_type_name(bucket)}.")
-            bucket = (bucket or "").strip() or None
-            if bucket and not BUCKET_ID_RE.match(bucket):
-                raise UserException(
-                    f"destination.bucket {_describe(bucket)} is not a bucket id; use the form 'in.c-name' or "
-                    f"'out.c-name'."
-                )
-        return Connection(url=url, token=token, bucket=bucket)
 
-    # -- tables -------------------------------------------------------------------------------------------
-    def _tables(self, mode: str) -> tuple[tuple[TableSettings, ...], TableSettings]:
-        items = self._raw_items()
-        defaults = self._overrides(self.p, "", mode)
-        default_settings = TableSettings(source="", **{k: v for k, v in defaults.items() if v is not _UNSET})
-        settings = []
-        for index, item in enumerate(items):
-            where = f"tables[{index}]."
-            if not isinstance(item, Mapping):
-                raise UserException(
-                    f"The item tables[{index}] must be an object with at least 'source', not {_type_name(item)}."
-                )
-            for key in sorted(set(item) - ITEM_KEYS):
-                logger.warning("Unknown configuration parameter '%s%s' is ignored.", where, key)
-            own = self._overrides(item, where, mode)
-            merged = {**defaults, **{k: v for k, v in own.items() if v is not _UNSET}}
-            source = self._source(item, where, mode)
-            destination = self._destination(item, where, mode, source)
-            settings.append(
-                TableSettings(
-                    source=source,
-                    destination=destination,
-                    **{k: v for k, v in merged.items() if v is not _UNSET},
-                )
+class _DestinationIn(_ConnectionIn):
+    bucket: str | None = None
+
+    @field_validator("bucket", mode="plain")
+    @classmethod
+    def _bucket(cls, value: Any) -> str | None:
+        if value is not None and not isinstance(value, str):
+            raise _Bad("The parameter '{path}' must be a string, not {kind}.", kind=_type_name(value))
+        bucket = (value or "").strip() or None
+        if bucket and not BUCKET_ID_RE.match(bucket):
+            raise _Bad(
+                "{path} {value} is not a bucket id; use the form 'in.c-name' or 'out.c-name'.", value=_describe(bucket)
             )
-        if not settings and mode in ("export", "sync"):
-            raise UserException(f"No tables are selected for {mode}; add at least one table or bucket id to 'tables'.")
-        return tuple(settings), default_settings
+        return bucket
 
-    def _raw_items(self) -> list:
-        row_table = self.p.get("table")
-        tables = self.p.get("tables")
-        if row_table is not None:
-            if not isinstance(row_table, Mapping):
-                raise UserException(f"The parameter 'table' must be an object, not {_type_name(row_table)}.")
-            if tables:
-                logger.warning("Both 'table' (row) and 'tables' are set; only the row's 'table' is used.")
-            return [row_table]
-        if tables is None:
-            return []
-        if not isinstance(tables, list):
-            raise UserException(f"The parameter 'tables' must be a list, not {_type_name(tables)}.")
-        return tables
 
-    @staticmethod
-    def _source(item: Mapping[str, Any], where: str, mode: str) -> str:
-        source = item.get("source")
-        if not isinstance(source, str) or not source.strip():
-            if source is None or source == "":
-                what = "an input table file name, e.g. 'data.csv'" if mode == "import" else "a table or bucket id"
-                raise UserException(f"The parameter '{where}source' is missing; set it to {what}.")
-            raise UserException(f"The parameter '{where}source' must be a string, not {_type_name(source)}.")
-        source = source.strip()
-        if mode == "import":
-            if "/" in source or source.startswith("."):
-                raise UserException(
-                    f"{where}source {_describe(source)} must be a file name in in/tables (e.g. 'data.csv'), not a path."
-                )
-            return source
-        if not (TABLE_ID_RE.match(source) or BUCKET_ID_RE.match(source)):
-            raise UserException(
-                f"{where}source {_describe(source)} is not a table or bucket id; use 'in.c-bucket.table' or "
-                f"'in.c-bucket' (stage 'in' or 'out')."
+class _WhereFilterIn(_In):
+    not_an_object: ClassVar[str] = (
+        "The item '{path}' must be an object with 'column', 'operator' and 'values', not {kind}."
+    )
+    column: str = Field(None, validate_default=True)
+    operator: str = Field("eq", validate_default=True)
+    values: tuple[str, ...] = Field(None, validate_default=True)
+    data_type: str | None = Field(None, alias="dataType")
+
+    @field_validator("column", mode="plain")
+    @classmethod
+    def _column(cls, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise _Bad("The item '{item}' needs 'column': the name of the column to filter on.")
+        return value.strip()
+
+    @field_validator("operator", mode="plain")
+    @classmethod
+    def _operator(cls, value: Any) -> str:
+        if not isinstance(value, str) or value.strip().lower() not in OPERATORS:
+            raise _Bad(
+                "The operator {value} in '{item}' is not supported; use one of: {options}.",
+                value=_describe(value),
+                options=", ".join(OPERATORS),
             )
-        return source
+        return value.strip().lower()
 
-    @staticmethod
-    def _destination(item: Mapping[str, Any], where: str, mode: str, source: str) -> str | None:
-        dest = item.get("destination")
-        if dest is None or dest == "":
-            return None
-        if not isinstance(dest, str):
-            raise UserException(f"The parameter '{where}destination' must be a string, not {_type_name(dest)}.")
-        dest = dest.strip()
-        source_is_bucket = mode != "import" and bool(BUCKET_ID_RE.match(source))
-        if source_is_bucket:
-            if not BUCKET_ID_RE.match(dest):
-                raise UserException(
-                    f"{where}destination {_describe(dest)} must be a bucket id (e.g. 'in.c-target') because the "
-                    f"source {source} is a whole bucket."
-                )
-        elif not (TABLE_ID_RE.match(dest) or BUCKET_ID_RE.match(dest)):
-            raise UserException(
-                f"{where}destination {_describe(dest)} is not a table id; use the form 'in.c-bucket.table' "
-                f"(or a bucket id to keep the table name)."
+    @field_validator("values", mode="plain")
+    @classmethod
+    def _values(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value)
+        ):
+            raise _Bad(
+                "The item '{item}' needs 'values': a non-empty list of strings, not {value}.", value=_describe(value)
             )
-        return dest
+        return tuple(str(v) for v in value)
 
-    def _overrides(self, obj: Mapping[str, Any], where: str, mode: str) -> dict[str, Any]:
-        """Settings that an item may override; ``_UNSET`` where ``obj`` does not set them."""
-        out: dict[str, Any] = {}
-        out["incremental"] = (
-            self._bool(obj, "incremental", None, where) if obj.get("incremental") is not None else _UNSET
-        )
-        out["primary_key"] = self._str_list(obj, "primaryKey", where)
-        out["columns"] = self._str_list(obj, "columns", where)
-        out["where_filters"] = self._where_filters(obj, where)
-        out["changed_since"] = self._changed_since(obj, where, mode)
-        out["limit"] = self._limit(obj, where)
-
-        if where == "" and out["incremental"] is _UNSET:  # top level: the mode's default
-            out["incremental"] = mode == "sync"
-        self._check_mode_support(out, where, mode)
-        return out
-
-    @staticmethod
-    def _check_mode_support(values: Mapping[str, Any], where: str, mode: str) -> None:
-        def is_set(key: str) -> bool:
-            value = values.get(key, _UNSET)
-            return value is not _UNSET and value not in (None, ())
-
-        if mode == "import":
-            for key, name in (
-                ("columns", "columns"),
-                ("where_filters", "whereFilters"),
-                ("changed_since", "changedSince"),
-                ("limit", "limit"),
-            ):
-                if is_set(key):
-                    raise UserException(
-                        f"The parameter '{where}{name}' is not supported in import mode (input tables are loaded "
-                        f"whole); remove it."
-                    )
-        if mode == "sync":
-            if is_set("changed_since"):
-                raise UserException(
-                    f"The parameter '{where}changedSince' is not used in sync mode because the watermark in the "
-                    f"state decides which rows to copy; remove it."
-                )
-            if is_set("limit"):
-                raise UserException(
-                    f"The parameter '{where}limit' is not supported in sync mode because rows beyond the limit "
-                    f"would never be copied; remove it."
-                )
-
-    @staticmethod
-    def _str_list(obj: Mapping[str, Any], key: str, where: str) -> Any:
-        value = obj.get(key)
-        if value is None:
-            return _UNSET
-        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            raise UserException(
-                f"The parameter '{where}{key}' must be a list of column names (strings), not {_describe(value)}."
-            )
-        names = tuple(v.strip() for v in value)
-        if len(set(names)) != len(names):
-            raise UserException(f"The parameter '{where}{key}' lists a column twice; list each column once.")
-        return names or _UNSET  # an empty list (the UI default) means "not set"
-
-    @staticmethod
-    def _limit(obj: Mapping[str, Any], where: str) -> Any:
-        value = obj.get("limit")
-        if value is None:
-            return _UNSET
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise UserException(
-                f"The parameter '{where}limit' must be a positive whole number, not {_describe(value)}."
-            )
-        return value
-
-    @staticmethod
-    def _where_filters(obj: Mapping[str, Any], where: str) -> Any:
-        value = obj.get("whereFilters")
-        if value is None:
-            return _UNSET
-        if not isinstance(value, list):
-            raise UserException(f"The parameter '{where}whereFilters' must be a list, not {_type_name(value)}.")
-        filters = []
-        for i, raw in enumerate(value):
-            name = f"{where}whereFilters[{i}]"
-            if not isinstance(raw, Mapping):
-                raise UserException(
-                    f"The item '{name}' must be an object with 'column', 'operator' and 'values', "
-                    f"not {_type_name(raw)}."
-                )
-            column = raw.get("column")
-            if not isinstance(column, str) or not column.strip():
-                raise UserException(f"The item '{name}' needs 'column': the name of the column to filter on.")
-            operator = raw.get("operator", "eq")
-            if not isinstance(operator, str) or operator.strip().lower() not in OPERATORS:
-                raise UserException(
-                    f"The operator {_describe(operator)} in '{name}' is not supported; use one of: "
-                    f"{', '.join(OPERATORS)}."
-                )
-            values = raw.get("values")
-            if isinstance(values, (str, int, float)) and not isinstance(values, bool):
-                values = [values]
-            if (
-                not isinstance(values, list)
-                or not values
-                or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values)
-            ):
-                raise UserException(
-                    f"The item '{name}' needs 'values': a non-empty list of strings, not {_describe(values)}."
-                )
-            for key in sorted(set(raw) - {"column", "operator", "values"}):
-                logger.warning("Unknown configuration parameter '%s.%s' is ignored.", name, key)
-            filters.append(WhereFilter(column.strip(), operator.strip().lower(), tuple(str(v) for v in values)))
-        return tuple(filters) or _UNSET
-
-    @staticmethod
-    def _changed_since(obj: Mapping[str, Any], where: str, mode: str) -> Any:
-        value = obj.get("changedSince")
+    @field_validator("data_type", mode="plain")
+    @classmethod
+    def _data_type(cls, value: Any) -> str | None:
         if value is None or value == "":
-            return _UNSET
-        parsed = parse_changed_since(value, f"{where}changedSince")
-        if parsed.is_last and mode != "export":
-            raise UserException(
-                f"'{where}changedSince': 'last' is only available in export mode; use a timestamp or a relative "
-                f"value like '-2 days'."
+            return None  # the UI's "Text": compare as text
+        if not isinstance(value, str) or value.strip().upper() not in DATA_TYPES:
+            raise _Bad(
+                "The data type {value} in '{item}' is not supported; use one of: {options} (or leave it empty to "
+                "compare as text).",
+                value=_describe(value),
+                options=", ".join(DATA_TYPES),
+            )
+        return value.strip().upper()
+
+    def resolved(self) -> WhereFilter:
+        return WhereFilter(column=self.column, operator=self.operator, values=self.values, data_type=self.data_type)
+
+
+class _SettingsIn(_In):
+    """Table settings: at the top level (defaults for every table) and in each item of ``tables``."""
+
+    incremental: bool | None = None
+    primary_key: tuple[str, ...] | None = Field(None, alias="primaryKey")
+    columns: tuple[str, ...] | None = None
+    where_filters: tuple[_WhereFilterIn, ...] | None = Field(None, alias="whereFilters")
+    changed_since: ChangedSince | None = Field(None, alias="changedSince")
+    limit: int | None = None
+    deletes: Deletes | None = None
+    schema_changes: SchemaChanges | None = Field(None, alias="schemaChanges")
+
+    @field_validator("incremental", mode="plain")
+    @classmethod
+    def _incremental(cls, value: Any) -> bool | None:
+        return _flag(value)
+
+    @field_validator("primary_key", "columns", mode="plain")
+    @classmethod
+    def _columns(cls, value: Any) -> tuple[str, ...] | None:
+        return _column_names(value)
+
+    @field_validator("where_filters", mode="before")
+    @classmethod
+    def _where_filters(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, list):
+            raise _Bad("The parameter '{path}' must be a list, not {kind}.", kind=_type_name(value))
+        return value or None  # an empty list means "not set"
+
+    @field_validator("changed_since", mode="plain")
+    @classmethod
+    def _changed_since(cls, value: Any, info: ValidationInfo) -> ChangedSince | None:
+        if value is None or value == "":
+            return None
+        parsed = _parse_changed_since(value)
+        if parsed.is_last and (info.context or {}).get("mode") != "export":
+            raise _Bad(
+                "'{path}': 'last' is only available in export mode; use a timestamp or a relative value like '-2 days'."
             )
         return parsed
 
+    @field_validator("limit", mode="plain")
+    @classmethod
+    def _limit(cls, value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise _Bad("The parameter '{path}' must be a positive whole number, not {value}.", value=_describe(value))
+        return value
 
-class _Unset:
-    def __repr__(self) -> str:
-        return "<unset>"
+    @field_validator("deletes", mode="plain")
+    @classmethod
+    def _deletes(cls, value: Any) -> str | None:
+        return _choice(value, DELETES)
+
+    @field_validator("schema_changes", mode="plain")
+    @classmethod
+    def _schema_changes(cls, value: Any) -> str | None:
+        return _choice(value, SCHEMA_CHANGES)
+
+    @model_validator(mode="after")
+    def _mode_support(self, info: ValidationInfo) -> _SettingsIn:
+        mode = (info.context or {}).get("mode")
+        if mode == "import":
+            for name in ("columns", "where_filters", "changed_since", "limit"):
+                if _is_set(getattr(self, name)):
+                    raise _Bad(
+                        "The parameter '{at}{key}' is not supported in import mode (input tables are loaded whole); "
+                        "remove it.",
+                        key=type(self).model_fields[name].alias or name,
+                    )
+        if mode == "sync":
+            if _is_set(self.changed_since):
+                raise _Bad(
+                    "The parameter '{at}changedSince' is not used in sync mode because the watermark in the state "
+                    "decides which rows to copy; remove it."
+                )
+            if _is_set(self.limit):
+                raise _Bad(
+                    "The parameter '{at}limit' is not supported in sync mode because rows beyond the limit would "
+                    "never be copied; remove it."
+                )
+        if self.deletes == "keep" and mode in ("export", "import"):
+            raise _Bad(
+                "The parameter '{at}deletes' is only supported in sync mode (an {mode} deletes no rows in a copy); "
+                "remove it.",
+                mode=mode,
+            )
+        if self.schema_changes == "rebuild" and mode == "export":
+            raise _Bad(
+                "The parameter '{at}schemaChanges' is not supported in export mode (an export writes no destination "
+                "table); remove it."
+            )
+        return self
 
 
-_UNSET: Any = _Unset()
+class _TableIn(_SettingsIn):
+    """One item of ``tables`` (or the row's ``table``)."""
+
+    not_an_object: ClassVar[str] = "The item {path} must be an object with at least 'source', not {kind}."
+    source: str = Field(None, validate_default=True)
+    destination: str | None = None
+
+    @field_validator("source", mode="plain")
+    @classmethod
+    def _source(cls, value: Any, info: ValidationInfo) -> str:
+        mode = (info.context or {}).get("mode")
+        if not isinstance(value, str) or not value.strip():
+            if value is None or value == "":
+                what = "an input table file name, e.g. 'data.csv'" if mode == "import" else "a table or bucket id"
+                raise _Bad("The parameter '{path}' is missing; set it to {what}.", what=what)
+            raise _Bad("The parameter '{path}' must be a string, not {kind}.", kind=_type_name(value))
+        source = value.strip()
+        if mode == "import":
+            if "/" in source or source.startswith("."):
+                raise _Bad(
+                    "{path} {value} must be a file name in in/tables (e.g. 'data.csv'), not a path.",
+                    value=_describe(source),
+                )
+            return source
+        if not (TABLE_ID_RE.match(source) or BUCKET_ID_RE.match(source)):
+            raise _Bad(
+                "{path} {value} is not a table or bucket id; use 'in.c-bucket.table' or 'in.c-bucket' (stage 'in' or "
+                "'out').",
+                value=_describe(source),
+            )
+        return source
+
+    @field_validator("destination", mode="plain")
+    @classmethod
+    def _destination(cls, value: Any, info: ValidationInfo) -> str | None:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise _Bad("The parameter '{path}' must be a string, not {kind}.", kind=_type_name(value))
+        dest = value.strip()
+        source = info.data.get("source")
+        if source is None:  # the source is invalid: that error is reported
+            return dest
+        if (info.context or {}).get("mode") != "import" and BUCKET_ID_RE.match(source):
+            if not BUCKET_ID_RE.match(dest):
+                raise _Bad(
+                    "{path} {value} must be a bucket id (e.g. 'in.c-target') because the source {source} is a whole "
+                    "bucket.",
+                    value=_describe(dest),
+                    source=source,
+                )
+        elif not (TABLE_ID_RE.match(dest) or BUCKET_ID_RE.match(dest)):
+            raise _Bad(
+                "{path} {value} is not a table id; use the form 'in.c-bucket.table' (or a bucket id to keep the table "
+                "name).",
+                value=_describe(dest),
+            )
+        return dest
+
+
+# The keys of config.json (``test_connection`` is the UI's test-connection button, which holds no value).
+_ROOT_ONLY_KEYS = {"mode", "source", "destination", "tables", "table", "test_connection"}
+ROOT_KEYS = _ROOT_ONLY_KEYS | _OptionsIn.keys() | _SettingsIn.keys()
+ITEM_KEYS = _TableIn.keys()
+_ALIASES = {
+    name: field.alias
+    for model in (_OptionsIn, _ConnectionIn, _DestinationIn, _WhereFilterIn, _TableIn)
+    for name, field in model.model_fields.items()
+    if field.alias
+}
+OVERRIDABLE_KEYS = tuple(sorted(_SettingsIn.keys()))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# building the configuration
+
+
+def _build(parameters: Mapping[str, Any] | None, env: Mapping[str, str], for_action: bool) -> Configuration:
+    if parameters is None:
+        parameters = {}
+    if not isinstance(parameters, Mapping):
+        raise UserException("The configuration parameters must be a JSON object; fix the configuration.")
+    p = dict(parameters)
+    # register secrets first, so that nothing below can leak them
+    for which in ("source", "destination"):
+        raw = p.get(which)
+        if isinstance(raw, Mapping) and isinstance(raw.get("#token"), str):
+            register_secret(raw["#token"].strip())
+    register_secret((env.get("KBC_TOKEN") or "").strip())
+
+    _warn_unknown(p, ROOT_KEYS, "")
+    mode = _mode(p.get("mode"), for_action)
+    if isinstance(p.get("timeouts"), Mapping):
+        _warn_unknown(p["timeouts"], _TimeoutsIn.keys(), "timeouts.")
+    options = _validate(_OptionsIn, p, "", {"mode": mode})
+
+    needs = {"export": ("source",), "import": ("destination",), "sync": ("source", "destination")}.get(mode, ())
+    connections: dict[str, Connection | None] = {}
+    errors: list[tuple[str, str]] = []
+    for which in ("source", "destination"):
+        try:
+            connections[which] = _connection(p, which, env)
+        except UserException as exc:
+            if which in needs and not for_action:
+                raise
+            connections[which] = None
+            errors.append((which, str(exc)))
+
+    empty = ((), TableSettings(source=""))
+    if for_action:
+        try:
+            tables, defaults = _tables(p, mode) if mode else empty
+        except UserException:
+            tables, defaults = empty
+    else:
+        tables, defaults = _tables(p, mode)
+
+    return Configuration(
+        mode=mode,
+        source=connections["source"],
+        destination=connections["destination"],
+        tables=tables,
+        defaults=defaults,
+        timeouts=Timeouts(job=options.timeouts.job, request=options.timeouts.request),
+        debug=bool(options.debug),
+        merged_output=bool(options.merged_output),
+        verify=bool(options.verify),
+        parallelism=options.parallelism,
+        connection_errors=tuple(errors),
+    )
+
+
+def _mode(mode: Any, for_action: bool) -> str | None:
+    valid = ", ".join(MODES)
+    if mode is None or mode == "":
+        if for_action:
+            return None
+        raise UserException(f"The parameter 'mode' is missing; set it to one of: {valid}.")
+    if not isinstance(mode, str) or mode.strip().lower() not in MODES:
+        if for_action:
+            return None
+        raise UserException(f"The mode {_describe(mode)} is not supported; use one of: {valid}.")
+    return mode.strip().lower()
+
+
+def _connection(p: Mapping[str, Any], which: str, env: Mapping[str, str]) -> Connection:
+    model = _DestinationIn if which == "destination" else _ConnectionIn
+    _warn_unknown(p.get(which), model.keys(), f"{which}.")
+    raw = _validate(model, p.get(which), which, {"which": which, "env": env})
+    return Connection(url=raw.url, token=raw.token, bucket=getattr(raw, "bucket", None))
+
+
+def _tables(p: Mapping[str, Any], mode: str) -> tuple[tuple[TableSettings, ...], TableSettings]:
+    items = _raw_items(p)
+    context = {"mode": mode}
+    _warn_unknown_filters(p, "")
+    top = _validate(_SettingsIn, p, "", context)
+    settings = []
+    for index, item in enumerate(items):
+        where = f"tables[{index}]"
+        if isinstance(item, Mapping):
+            _warn_unknown(item, ITEM_KEYS, f"{where}.")
+            _warn_unknown_filters(item, f"{where}.")
+        own = _validate(_TableIn, item, where, context)
+        settings.append(_resolve(top, own, mode, source=own.source, destination=own.destination))
+    if not settings and mode in ("export", "sync"):
+        raise UserException(f"No tables are selected for {mode}; add at least one table or bucket id to 'tables'.")
+    return tuple(settings), _resolve(top, None, mode, source="")
+
+
+def _raw_items(p: Mapping[str, Any]) -> list:
+    row_table = p.get("table")
+    tables = p.get("tables")
+    if row_table is not None:
+        if not isinstance(row_table, Mapping):
+            raise UserException(f"The parameter 'table' must be an object, not {_type_name(row_table)}.")
+        if tables:
+            logger.warning("Both 'table' (row) and 'tables' are set; only the row's 'table' is used.")
+        return [row_table]
+    if tables is None:
+        return []
+    if not isinstance(tables, list):
+        raise UserException(f"The parameter 'tables' must be a list, not {_type_name(tables)}.")
+    return tables
+
+
+def _warn_unknown_filters(obj: Mapping[str, Any], where: str) -> None:
+    filters = obj.get("whereFilters")
+    if isinstance(filters, list):
+        for index, raw in enumerate(filters):
+            _warn_unknown(raw, _WhereFilterIn.keys(), f"{where}whereFilters[{index}].")
+
+
+def _resolve(top: _SettingsIn, own: _SettingsIn | None, mode: str, **identity: Any) -> TableSettings:
+    """The settings of one table: the item's own values, else the top-level ones, else the mode's defaults."""
+
+    def pick(name: str) -> Any:
+        value = getattr(own, name) if own is not None else None
+        return value if value is not None else getattr(top, name)
+
+    incremental = pick("incremental")
+    filters = pick("where_filters") or ()
+    return TableSettings(
+        **identity,
+        columns=pick("columns"),
+        where_filters=tuple(f.resolved() for f in filters),
+        primary_key=pick("primary_key"),
+        incremental=(mode == "sync") if incremental is None else incremental,
+        changed_since=pick("changed_since"),
+        limit=pick("limit"),
+        deletes=(pick("deletes") or "propagate") if mode == "sync" else None,
+        schema_changes=pick("schema_changes") or "follow",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -608,16 +836,24 @@ _UNSET: Any = _Unset()
 
 def normalize_url(url: str, name: str = "url") -> str:
     """Validate a Storage API URL (https, or http on a loopback host) and strip trailing slashes/``/v2/storage``."""
+    try:
+        return _normalize_url(url)
+    except _Bad as bad:
+        raise UserException(bad.render(name)) from None
+
+
+def _normalize_url(url: str) -> str:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("http", "https") or not host:
-        raise UserException(
-            f"{name} {_describe(url)} is not a URL; use the stack URL, e.g. https://connection.keboola.com."
+        raise _Bad(
+            "{path} {value} is not a URL; use the stack URL, e.g. https://connection.keboola.com.", value=_describe(url)
         )
     if parts.scheme != "https" and not _is_loopback(host):
-        raise UserException(
-            f"{name} {_describe(url)} must use https (plain http is only allowed for localhost); "
-            f"change it to https://{parts.netloc}."
+        raise _Bad(
+            "{path} {value} must use https (plain http is only allowed for localhost); change it to https://{netloc}.",
+            value=_describe(url),
+            netloc=parts.netloc,
         )
     url = url.rstrip("/")
     if url.endswith("/v2/storage"):
@@ -636,46 +872,48 @@ def _is_loopback(host: str) -> bool:
 
 def parse_changed_since(value: Any, name: str = "changedSince") -> ChangedSince:
     """Parse a unix timestamp, ISO-8601 date/time, relative value (``-2 days``) or ``last``."""
+    try:
+        return _parse_changed_since(value)
+    except _Bad as bad:
+        raise UserException(bad.render(name)) from None
+
+
+def _parse_changed_since(value: Any) -> ChangedSince:
     hint = "use a unix timestamp, an ISO-8601 date such as 2024-05-01T00:00:00Z, a relative value such as '-2 days'"
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise UserException(f"The parameter '{name}' must be a string or a number, not {_type_name(value)}; {hint}.")
+        raise _Bad(
+            "The parameter '{path}' must be a string or a number, not {kind}; {hint}.",
+            kind=_type_name(value),
+            hint=hint,
+        )
     if isinstance(value, (int, float)):
         if value < 0:
-            raise UserException(f"{name} {value:g} is a negative unix timestamp; {hint}.")
-        return ChangedSince("absolute", int(value), str(value))
+            raise _Bad("{path} {value:g} is a negative unix timestamp; {hint}.", value=value, hint=hint)
+        return ChangedSince(kind="absolute", seconds=int(value), text=str(value))
     text = value.strip()
     lowered = text.lower()
     if lowered == "last":
-        return ChangedSince("last", 0, text)
+        return ChangedSince(kind="last", seconds=0, text=text)
     if re.fullmatch(r"\d+", text):
-        return ChangedSince("absolute", int(text), text)
+        return ChangedSince(kind="absolute", seconds=int(text), text=text)
     match = _RELATIVE_RE.match(re.sub(r"\s+", " ", lowered))
     if match:
         number = int(match.group("n1") or match.group("n2"))
         unit = (match.group("u1") or match.group("u2")).rstrip("s") or "s"
         seconds = _UNITS.get(unit)
         if seconds is None:
-            raise UserException(
-                f"{name} {_describe(text)} has an unknown unit '{unit}'; use seconds, minutes, hours, days or weeks."
+            raise _Bad(
+                "{path} {value} has an unknown unit '{unit}'; use seconds, minutes, hours, days or weeks.",
+                value=_describe(text),
+                unit=unit,
             )
-        return ChangedSince("relative", number * seconds, text)
+        return ChangedSince(kind="relative", seconds=number * seconds, text=text)
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise UserException(f"{name} {_describe(text)} is not a valid date; {hint}, or 'last' (export).") from None
+        raise _Bad(
+            "{path} {value} is not a valid date; {hint}, or 'last' (export).", value=_describe(text), hint=hint
+        ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return ChangedSince("absolute", int(parsed.timestamp()), text)
-
-
-def table_name(table_id: str) -> str:
-    return table_id.rsplit(".", 1)[-1]
-
-
-def bucket_of(table_id: str) -> str:
-    return table_id.rsplit(".", 1)[0]
-
-
-def with_source(settings: TableSettings, source: str) -> TableSettings:
-    """A copy of ``settings`` for one table of a bucket selection."""
-    return replace(settings, source=source)
+    return ChangedSince(kind="absolute", seconds=int(parsed.timestamp()), text=text)

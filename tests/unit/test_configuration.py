@@ -10,10 +10,12 @@ from keboola.component.exceptions import UserException
 from configuration import (
     MAX_JOB_TIMEOUT,
     Configuration,
+    TableSettings,
     parse_changed_since,
     redact,
-    register_secret,
+    with_source,
 )
+from redaction import install_log_redaction, register_secret
 
 TOKEN = "123-456-SecretTokenValue"
 URL = "https://connection.keboola.com"
@@ -170,6 +172,108 @@ def test_bucket_source_and_destination_bucket():
 def test_timeouts():
     config = Configuration.from_parameters(export_params(timeouts={"job": MAX_JOB_TIMEOUT, "request": 2.5}), {})
     assert config.timeouts.job == 14400 and config.timeouts.request == 2.5
+
+
+# -- settings for the workflows being rewritten (deletes, schemaChanges, verify, parallelism, dataType) -----------
+
+
+def test_new_settings_default():
+    sync = Configuration.from_parameters(sync_params(), {})
+    assert sync.verify is False and sync.parallelism == 4
+    assert sync.tables[0].deletes == "propagate" and sync.tables[0].schema_changes == "follow"
+    assert sync.defaults.deletes == "propagate"
+    export = Configuration.from_parameters(export_params(), {})
+    assert export.tables[0].deletes is None and export.tables[0].schema_changes == "follow"
+    imported = Configuration.from_parameters(import_params(), {})
+    assert imported.defaults.deletes is None and imported.defaults.schema_changes == "follow"
+
+
+def test_deletes_and_schema_changes_top_level_and_per_table():
+    params = sync_params(
+        deletes="keep",
+        schemaChanges="Rebuild",
+        verify=True,
+        parallelism=16,
+        tables=[{"source": "in.c-a.one"}, {"source": "in.c-a.two", "deletes": "propagate", "schemaChanges": "follow"}],
+    )
+    config = Configuration.from_parameters(params, {})
+    one, two = config.tables
+    assert (one.deletes, one.schema_changes) == ("keep", "rebuild")
+    assert (two.deletes, two.schema_changes) == ("propagate", "follow")
+    assert config.verify is True and config.parallelism == 16
+
+
+def test_ui_defaults_of_sync_only_settings_are_accepted_in_every_mode():
+    """The row form saves deletes/schemaChanges and the root form verify: false whatever the mode."""
+    defaults = {"deletes": "propagate", "schemaChanges": "follow"}
+    for params in (export_params(), import_params(tables=[{"source": "a.csv"}])):
+        params.update(verify=False, parallelism=4)
+        params["tables"][0].update(defaults)
+        (table,) = Configuration.from_parameters(params, {}).tables
+        assert table.deletes is None and table.schema_changes == "follow"
+
+
+@pytest.mark.parametrize(
+    "params, needle",
+    [
+        (export_params(deletes="keep"), "'deletes' is only supported in sync mode"),
+        (import_params(tables=[{"source": "a.csv", "deletes": "keep"}]), "'tables[0].deletes' is only supported"),
+        (export_params(verify=True), "'verify' is only supported in sync mode"),
+        (import_params(verify=True), "'verify' is only supported in sync mode"),
+        (export_params(schemaChanges="rebuild"), "'schemaChanges' is not supported in export mode"),
+        (sync_params(deletes="remove"), "'deletes' must be 'propagate' or 'keep', not 'remove'"),
+        (sync_params(tables=[{"source": "in.c-a", "deletes": True}]), "'tables[0].deletes' must be 'propagate'"),
+        (sync_params(schemaChanges="ignore"), "'schemaChanges' must be 'follow' or 'rebuild', not 'ignore'"),
+        (sync_params(tables=[{"source": "in.c-a", "schemaChanges": 1}]), "'tables[0].schemaChanges' must be"),
+        (sync_params(verify="yes"), "'verify' must be true or false, not a string"),
+        (sync_params(parallelism=0), "'parallelism' must be a whole number from 1 to 16, not 0"),
+        (sync_params(parallelism=17), "'parallelism' must be a whole number from 1 to 16, not 17"),
+        (sync_params(parallelism="4"), "'parallelism' must be a whole number from 1 to 16, not '4'"),
+        (sync_params(parallelism=True), "'parallelism' must be a whole number"),
+        (sync_params(parallelism=2.5), "'parallelism' must be a whole number"),
+    ],
+)
+def test_bad_new_settings(params, needle):
+    assert needle in user_error(params)
+
+
+def test_schema_changes_rebuild_is_accepted_in_import():
+    params = import_params(schemaChanges="rebuild", tables=[{"source": "a.csv"}])
+    assert Configuration.from_parameters(params, {}).tables[0].schema_changes == "rebuild"
+
+
+def test_where_filter_data_type_is_passed_to_the_api():
+    filters = [
+        {"column": "n", "operator": "gt", "values": [5], "dataType": "integer"},
+        {"column": "c", "values": ["CZ"], "dataType": ""},  # the UI's "Text"
+    ]
+    numeric, text = Configuration.from_parameters(export_params(whereFilters=filters), {}).tables[0].where_filters
+    assert numeric.data_type == "INTEGER"
+    assert numeric.to_api() == {"column": "n", "operator": "gt", "values": ["5"], "dataType": "INTEGER"}
+    assert text.data_type is None and "dataType" not in text.to_api()
+
+
+@pytest.mark.parametrize("data_type", ["TEXT", 3, "float"])
+def test_bad_where_filter_data_type(data_type):
+    filters = [{"column": "n", "values": ["1"], "dataType": data_type}]
+    message = user_error(export_params(tables=[{"source": "in.c-a.b", "whereFilters": filters}]))
+    assert "in 'tables[0].whereFilters[0]' is not supported" in message
+    assert "INTEGER, DOUBLE, BIGINT, REAL, DECIMAL" in message
+
+
+def test_models_are_frozen_and_hashable_and_with_source_copies():
+    config = Configuration.from_parameters(sync_params(tables=[{"source": "in.c-a", "primaryKey": ["id"]}]), {})
+    (bucket,) = config.tables
+    table = with_source(bucket, "in.c-a.t")
+    assert table.source == "in.c-a.t" and not table.source_is_bucket and bucket.source == "in.c-a"
+    assert table.primary_key == ("id",) and table.deletes == bucket.deletes
+    assert isinstance(table, TableSettings) and table is not bucket
+    assert hash(config) == hash(
+        Configuration.from_parameters(sync_params(tables=[{"source": "in.c-a", "primaryKey": ["id"]}]), {})
+    )
+    assert {table, with_source(bucket, "in.c-a.t")} == {table}
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
+        table.source = "in.c-b.t"
 
 
 # -- bad input ------------------------------------------------------------------------------------------------------
@@ -413,8 +517,6 @@ def test_parsed_tokens_are_redacted(clean_secrets):
 
 
 def test_log_records_never_carry_a_token(clean_secrets, caplog):
-    from component import install_log_redaction
-
     register_secret(TOKEN)
     install_log_redaction()
     log = logging.getLogger("test.redaction")
