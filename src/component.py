@@ -41,10 +41,7 @@ class Component(ComponentBase):
             if not logging.getLogger().handlers:
                 logging.basicConfig(stream=sys.stderr, format="%(message)s")
             install_log_redaction()
-            raise UserException(
-                f"The configuration (config.json) is malformed ({type(exc).__name__}): 'parameters' and 'storage' "
-                f"must be JSON objects and 'action' a string; fix the configuration."
-            ) from None
+            raise UserException(_config_file_error(exc)) from None
         install_log_redaction()
         keboola_config = self.configuration  # parsed from config.json on every access: read it once
         self.parameters = keboola_config.parameters if isinstance(keboola_config.parameters, dict) else {}
@@ -59,6 +56,20 @@ class Component(ComponentBase):
         is_action = action != "run"
         self.config = Configuration.from_parameters(self.parameters, os.environ, for_action=is_action)
         self._clients: dict[str, StorageClient] = {}
+        if _is_debug_run():
+            logger.info(
+                "Debug run: the HTTP traffic is not recorded (a recording would hold the file-storage credentials and "
+                "every slice); this log is the record of the run."
+            )
+
+    @staticmethod
+    def _should_vcr_record() -> bool:
+        """ComponentBase records the HTTP traffic of a Keboola debug run (KBC_COMPONENT_RUN_MODE=debug) with vcrpy
+        into out/files; this component does not. vcrpy patches every HTTP connection of the process, so the
+        file-storage transfers would be recorded too: the federated credentials (S3 secret key and session token,
+        Azure SAS, GCS token) and every slice, read whole into memory, under a frozen clock (SigV4 dates, timeouts),
+        and S3 streaming copies fail (the stream is read before it is sent). The log, redacted, is the record."""
+        return False
 
     def run(self):
         """Dispatch on mode: export (storage -> out/tables), import (in/tables -> storage), sync (project -> project)."""
@@ -160,6 +171,27 @@ class Component(ComponentBase):
             except Exception:  # closing must never mask the result of the run
                 logger.debug("Closing a Storage client failed.", exc_info=True)
         self._clients.clear()
+
+
+def _is_debug_run() -> bool:
+    return os.environ.get("KBC_COMPONENT_RUN_MODE", "").strip().lower() == "debug"
+
+
+def _config_file_error(exc: Exception) -> str:
+    """One sentence for a config.json that keboola.component cannot read."""
+    if isinstance(exc, json.JSONDecodeError):
+        return (
+            f"The configuration file config.json is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+            f"{exc.colno}); fix the configuration."
+        )
+    if isinstance(exc, UnicodeDecodeError):
+        return f"The configuration file config.json is not UTF-8 text (byte {exc.start}); fix the configuration."
+    if "config.json not found" in str(exc):
+        return "The configuration file config.json is missing from the data folder; check KBC_DATADIR."
+    return (
+        f"The configuration (config.json) is malformed ({type(exc).__name__}): 'parameters' and 'storage' must be "
+        f"JSON objects and 'action' a string; fix the configuration."
+    )
 
 
 def _remove_partial_outputs(tables_out: Path) -> None:

@@ -1,8 +1,12 @@
-"""Storage files: prepare an upload, read a file's detail with federated credentials, refresh GCS credentials."""
+"""Storage files: prepare an upload, read a file's detail with federated credentials, refresh GCS credentials.
+
+Every answer's credentials are registered for redaction (``redaction.register_file_credentials``) on arrival."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from redaction import register_file_credentials
 
 
 class Files:
@@ -29,12 +33,14 @@ class Files:
         }
         if size_bytes is not None:
             body["sizeBytes"] = size_bytes
-        return self.http.post("files/prepare", body, idempotent=True)
+        return register_file_credentials(self.http.post("files/prepare", body, idempotent=True))
 
     def detail(self, file_id, federation: bool = True) -> dict:
         """GET files/{id}; with ``federation`` the answer includes direct-access credentials (valid 12 hours)."""
-        return self.http.get(f"files/{file_id}", params={"federationToken": 1} if federation else None)
+        return register_file_credentials(
+            self.http.get(f"files/{file_id}", params={"federationToken": 1} if federation else None)
+        )
 
     def refresh(self, file_id) -> dict:
         """PUT files/{id}/refresh: new upload credentials (GCS only; they last one hour)."""
-        return self.http.put(f"files/{file_id}/refresh")
+        return register_file_credentials(self.http.put(f"files/{file_id}/refresh"))

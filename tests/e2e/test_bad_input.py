@@ -115,3 +115,24 @@ def test_plain_http_url_is_refused_unless_loopback(source, data_dir, env):
         }
     )
     _assert_user_error(data_dir.run(env), "https")
+
+
+def test_config_json_that_is_not_json(emulator, data_dir, env):
+    data_dir.write_config({"mode": "export", "source": {"url": emulator.url, "#token": "x"}})
+    path = data_dir.root / "config.json"
+    path.write_text(path.read_text().replace('"mode": "export",', '"mode": "export"'))  # a missing comma, line 4
+    run = data_dir.run(env)
+    _assert_user_error(run, "config.json is not valid JSON", "line 4")
+    assert "'parameters' and 'storage'" not in run.output
+    assert len(run.error_lines()) == 1, run.output
+
+
+def test_deletes_keep_is_refused_outside_sync(emulator, source, data_dir, env):
+    data_dir.write_config(
+        {
+            "mode": "export",
+            "source": {"url": emulator.url, "#token": source.token},
+            "tables": [{"source": "in.c-sales.customers", "deletes": "keep"}],
+        }
+    )
+    _assert_user_error(data_dir.run(env), "'tables[0].deletes' is only supported in sync mode")
