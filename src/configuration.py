@@ -817,13 +817,23 @@ def _resolve(top: _SettingsIn, own: _SettingsIn | None, mode: str, **identity: A
 
     incremental = pick("incremental")
     filters = pick("where_filters") or ()
+    changed_since = pick("changed_since")
+    if mode == "export" and changed_since is not None and changed_since.is_last and pick("limit") is not None:
+        raise UserException(
+            f"The selection {identity.get('source') or ''} has changedSince 'last' and a limit: the rows beyond the limit "
+            f"would never be exported, because the next run starts after this one; remove 'limit' or use a fixed "
+            f"changedSince."
+        )
+    if incremental is None:
+        # sync upserts changes; an export of changed rows only must not replace the whole target table
+        incremental = mode == "sync" or (mode == "export" and changed_since is not None)
     return TableSettings(
         **identity,
         columns=pick("columns"),
         where_filters=tuple(f.resolved() for f in filters),
         primary_key=pick("primary_key"),
-        incremental=(mode == "sync") if incremental is None else incremental,
-        changed_since=pick("changed_since"),
+        incremental=incremental,
+        changed_since=changed_since,
         limit=pick("limit"),
         deletes=(pick("deletes") or "propagate") if mode == "sync" else None,
         schema_changes=pick("schema_changes") or "follow",

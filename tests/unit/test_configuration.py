@@ -528,3 +528,16 @@ def test_log_records_never_carry_a_token(clean_secrets, caplog):
             log.exception("boom %s", TOKEN)
     assert TOKEN not in caplog.text
     assert "token is [hidden]" in caplog.text and "failed with [hidden]" in caplog.text
+
+
+def test_an_export_of_changed_rows_is_incremental_unless_the_user_says_otherwise():
+    changed = Configuration.from_parameters(export_params(changedSince="-2 days"), {})
+    assert changed.tables[0].incremental is True
+    explicit = Configuration.from_parameters(export_params(changedSince="-2 days", incremental=False), {})
+    assert explicit.tables[0].incremental is False
+    assert Configuration.from_parameters(export_params(), {}).tables[0].incremental is False
+
+
+def test_export_refuses_changed_since_last_with_a_limit():
+    with pytest.raises(UserException, match=r"changedSince 'last' and a limit: the rows beyond the limit"):
+        Configuration.from_parameters(export_params(changedSince="last", limit=5), {})
