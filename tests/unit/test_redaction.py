@@ -111,6 +111,7 @@ def test_uncaught_exceptions_and_warnings_go_through_the_redacting_log(clean_sec
 
     for module, name in ((sys, "excepthook"), (threading, "excepthook"), (warnings, "showwarning")):
         monkeypatch.setattr(module, name, getattr(module, name))  # restored after the test
+    logging.captureWarnings(False)  # an earlier install left it on, around another test's warnings catcher
     install_log_redaction()
     with caplog.at_level(logging.DEBUG):
         try:
