@@ -38,7 +38,7 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: false, // the flags above say --headless themselves, exactly as given
   args: CHROMIUM_FLAGS,
-  timeout: 20000,
+  timeout: 60000,
 })
 try {
   const page = await browser.newPage()

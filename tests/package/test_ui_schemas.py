@@ -29,9 +29,6 @@ NODE = shutil.which("node")
 FORWARDED = {"KBC_URL": "https://connection.keboola.com", "KBC_TOKEN": "forwarded-token-of-the-ui-test"}
 SOURCES = {"export": "in.c-sales.orders", "sync": "in.c-sales.orders", "import": "orders.csv"}
 ROW_FIELDS = ("incremental", "limit", "deletes", "schemaChanges", "destination", "changedSince")
-# Settings the schemas offer ahead of the component: while the parser does not know them yet it warns that they
-# are ignored. Any other warning means the form saves something the component does not understand.
-PENDING_KEYS = ("deletes", "schemaChanges", "verify", "parallelism", "dataType")
 
 pytestmark = [
     pytest.mark.skipif(
@@ -79,6 +76,28 @@ def _cases() -> list[dict]:
                 "observe": [f"root.table.{field}" for field in ROW_FIELDS],
             }
         )
+    # a sync where the user changes every new setting away from its default
+    cases.append(
+        {
+            "name": "root-sync-changed",
+            "schema": root,
+            "set": [["root.verify", True], ["root.parallelism", 16]],
+            "observe": ["root.verify", "root.parallelism"],
+        }
+    )
+    cases.append(
+        {
+            "name": "row-sync-changed",
+            "schema": _with_loaded_options(row, SOURCES["sync"]),
+            "set": [
+                ["root.table.source", SOURCES["sync"]],
+                ["root.table.incremental", False],
+                ["root.table.deletes", "keep"],
+                ["root.table.schemaChanges", "rebuild"],
+            ],
+            "observe": [f"root.table.{field}" for field in ROW_FIELDS],
+        }
+    )
     cases.append(
         {
             "name": "row-filter",
@@ -114,15 +133,11 @@ def rendered(tmp_path_factory) -> dict:
 
 
 def _parse(parameters: dict, caplog) -> Configuration:
+    """The component's configuration; a warning (e.g. an unknown parameter that is ignored) fails the test."""
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="configuration"):
         config = Configuration.from_parameters(parameters, env=FORWARDED)
-    unexpected = [
-        r.getMessage()
-        for r in caplog.records
-        if r.levelno >= logging.WARNING and not any(f"{key}' is ignored" in r.getMessage() for key in PENDING_KEYS)
-    ]
-    assert unexpected == [], unexpected
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     return config
 
 
@@ -169,6 +184,19 @@ def test_saved_configuration_is_accepted_and_matches_the_form(rendered, mode, ca
     assert table.where_filters == () and table.columns is None and table.primary_key is None
     # what the checkbox shows is what the component does
     assert table.incremental is rendered[f"row-{mode}"]["observed"]["root.table.incremental"]["shown"]
+    assert (config.verify, config.parallelism) == (False, 4)
+    assert table.schema_changes == "follow"
+    assert table.deletes == ("propagate" if mode == "sync" else None)  # rows are deleted only by a sync
+
+
+def test_changed_settings_reach_the_component(rendered, caplog, clean_secrets):
+    row = rendered["row-sync-changed"]
+    assert row["observed"]["root.table.incremental"]["shown"] is False
+    assert row["observed"]["root.table.deletes"]["shown"].startswith("Keep")
+    config = _parse({**rendered["root-sync-changed"]["value"], **row["value"]}, caplog)
+    (table,) = config.tables
+    assert (config.verify, config.parallelism) == (True, 16)
+    assert (table.incremental, table.deletes, table.schema_changes) == (False, "keep", "rebuild")
 
 
 def test_filter_row_saves_what_the_component_accepts(rendered, caplog, clean_secrets):
