@@ -165,10 +165,13 @@ def test_root_form_defaults(rendered):
         shown = rendered[f"root-{mode}"]["observed"]
         assert value["mode"] == mode
         assert value["parallelism"] == 4 and shown["root.parallelism"]["shown"] == "4"
-        assert value["verify"] is False and shown["root.verify"]["shown"] is False
-        # merged output only exists in export mode (hidden and not saved otherwise)
+        # merged output only exists in export mode, verification only in sync (hidden and not saved otherwise)
         assert ("mergedOutput" in value) == (mode == "export"), value
         assert shown["root.mergedOutput"]["hidden"] == (mode != "export")
+        assert ("verify" in value) == (mode == "sync"), value
+        assert shown["root.verify"]["hidden"] == (mode != "sync")
+        if mode == "sync":
+            assert value["verify"] is False and shown["root.verify"]["shown"] is False
 
 
 @pytest.mark.parametrize("mode", ["sync", "export", "import"])
