@@ -13,21 +13,21 @@ from pathlib import Path
 
 from keboola.component.base import ComponentBase, sync_action
 from keboola.component.exceptions import UserException
-from keboola.component.sync_actions import SelectElement
+from keboola.component.sync_actions import MessageType, SelectElement, ValidationResult
 
 from configuration import Configuration, Connection
 from redaction import install_log_redaction, redact
 from state import StateStore
 from storage_api import RetryPolicy, StorageClient
 from storage_api.errors import StorageApiError
-from workflows import WORKFLOWS, RunContext
+from workflows import WORKFLOWS, RunContext, sync
 from workflows.context import DEFAULT_METADATA_PROVIDER, storage_errors
 from workflows.files import remove_path
 
 logger = logging.getLogger(__name__)
 NOISY_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "azure", "google")
 
-ACTIONS = ("testConnection", "listTables", "listBuckets")  # the sync actions below
+ACTIONS = ("testConnection", "listTables", "listBuckets", "verify")  # the sync actions below
 # sync actions must answer within 30 s
 ACTION_REQUEST_TIMEOUT = 10.0
 ACTION_RETRY = RetryPolicy(max_attempts=2, max_total=15.0, backoff_initial=0.5, backoff_max=2.0, retry_after_max=2.0)
@@ -105,6 +105,23 @@ class Component(ComponentBase):
             for t in sorted(tables, key=lambda t: t.get("id", ""))
             if t.get("id")
         ]
+
+    @sync_action("verify")
+    def verify(self):
+        """Compare the configured tables with their destinations (columns, key, rows, keys missing or extra)."""
+        with storage_errors("verifying the tables"):
+            results = sync.verify_configured(
+                self.config, self._client("source", action=True), self._client("destination", action=True)
+            )
+        bad = [r for r in results if not r.ok]
+        lines = [f"{len(results) - len(bad)} of {len(results)} table(s) match their source."]
+        for result in results:
+            row = result.report_row()
+            text = f"- {result.source_table} -> {result.destination_table}: {result.status}"
+            if not result.ok:
+                text += f" ({row['detail']}; missing e.g. {row['sample_missing']}, extra e.g. {row['sample_extra']})"
+            lines.append(text)
+        return ValidationResult("\n".join(lines), MessageType.WARNING if bad else MessageType.SUCCESS)
 
     @sync_action("listBuckets")
     def list_buckets(self):
@@ -220,6 +237,15 @@ def _action_errors(what: str) -> Iterator[None]:
         raise UserException(f"{what}: {redact(str(exc))}") from exc
 
 
+STOPPED_NEXT_RUN = {  # what the next run does after a SIGTERM, per mode
+    "sync": "tables it had not committed keep their previous state and are copied by the next run.",
+    "import": "a load it had submitted finishes on the server and the next run checks that job instead of loading "
+    "the same input again; input tables it had not loaded are loaded by the next run.",
+    "export": "tables it had not exported leave no output behind and are exported by the next run.",
+    None: "nothing it had not committed was changed; run the job again.",
+}
+
+
 def _table_label(table: dict) -> str:
     name = table.get("displayName") or table.get("name")
     return f"{table['id']} ({name})" if name and name != table["id"].rsplit(".", 1)[-1] else table["id"]
@@ -227,16 +253,15 @@ def _table_label(table: dict) -> str:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _on_sigterm)
+    comp = None
     try:
         comp = Component()
         # this triggers the run method by default and is controlled by the configuration.action parameter
         comp.execute_action()
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finished and committed: a late SIGTERM changes nothing
     except JobTerminated:
-        logging.error(  # noqa: LOG015 - template entry point
-            "The job was stopped (SIGTERM) before it finished; tables it had not committed keep their previous "
-            "state and are copied by the next run."
-        )
+        mode = getattr(getattr(comp, "config", None), "mode", None)
+        logging.error("The job was stopped (SIGTERM) before it finished; %s", STOPPED_NEXT_RUN.get(mode, ""))  # noqa: LOG015
         sys.exit(143)
     except UserException as exc:
         logging.exception(exc)  # noqa: LOG015, TRY401 - template entry point; consoles omit the user-error trace

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from keboola.component.exceptions import UserException
 
-from configuration import table_name
+from configuration import Configuration, table_name
 from state import SYNC_OVERLAP_SECONDS, Lineage, job_watermark
 from workflows.context import RunContext, storage_errors
 from workflows.deletes import propagate_deletes
@@ -85,7 +85,9 @@ def run(ctx: RunContext) -> None:
     finish(outcomes, "table(s)")
     logger.info("Sync finished: %d table(s).", len(plans))
     if ctx.config.verify:
-        differ = verify_tables(ctx, source, destination_client, plans)
+        results = verify_tables(ctx.config.parallelism, source, destination_client, plans)
+        write_report(results, ctx.tables_out)
+        differ = log_summary(results)
         if differ:
             raise UserException(
                 f"Verification after the sync found {differ} of {len(plans)} table(s) that differ from the source "
@@ -230,13 +232,15 @@ def _deletes(run: SyncRun, plan: PlannedTable, pk: list[str]) -> int:
     return outcome.deleted
 
 
-def verify_tables(ctx: RunContext, source: StorageClient, destination: StorageClient, plans: list[PlannedTable]) -> int:
-    """Compare every planned table with its destination (read-only); log it, write out/tables/sync_verification.csv
-    and return how many tables differ."""
+def verify_tables(
+    parallelism: int, source: StorageClient, destination: StorageClient, plans: list[PlannedTable]
+) -> list[VerifyResult]:
+    """Compare every planned table with its destination (read-only), in plan order."""
+    results: dict[str, VerifyResult] = {}
 
-    def verify_one(plan: PlannedTable) -> VerifyResult:
+    def work(plan: PlannedTable) -> TableOutcome:
         with tempfile.TemporaryDirectory(prefix="storage-sync-verify-") as work_dir:
-            return verify_table(
+            results[plan.source_id] = verify_table(
                 source,
                 destination,
                 source_id=plan.source_id,
@@ -246,16 +250,16 @@ def verify_tables(ctx: RunContext, source: StorageClient, destination: StorageCl
                 where_filters=[f.to_api() for f in plan.settings.where_filters],
                 work_dir=Path(work_dir),
             )
-
-    results: list[VerifyResult] = []
-    runner = TableRunner(ctx.config.parallelism, what="table(s) verified")
-
-    def work(plan: PlannedTable) -> TableOutcome:
-        results.append(verify_one(plan))
         return TableOutcome(plan.source_id, "verify")
 
-    finish(runner.run(plans, work, label=lambda plan: plan.source_id), "table(s) verified", summary=False)
-    order = {p.source_id: i for i, p in enumerate(plans)}
-    results.sort(key=lambda r: order[r.source_table])
-    write_report(results, ctx.tables_out)
-    return log_summary(results)
+    outcomes = TableRunner(parallelism, what="table(s) verified").run(plans, work, label=lambda plan: plan.source_id)
+    finish(outcomes, "table(s) verified", summary=False)
+    return [results[p.source_id] for p in plans]
+
+
+def verify_configured(config: Configuration, source: StorageClient, destination: StorageClient) -> list[VerifyResult]:
+    """The ``verify`` sync action: plan the configured tables as a sync would and compare them; writes nothing."""
+    plans = plan_tables(source, config.tables, mode="sync", default_bucket=config.require("destination").bucket)
+    results = verify_tables(config.parallelism, source, destination, plans)
+    log_summary(results)
+    return results

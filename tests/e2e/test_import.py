@@ -175,3 +175,30 @@ def test_a_load_cut_off_by_the_job_timeout_is_not_loaded_again(emulator, destina
     data_dir.add_input_table("log.csv", ["ts", "event"], [["4", "open"]])
     assert data_dir.run(env).returncode == 0  # another input is loaded as usual
     assert sorted(r["ts"] for r in emulator.table_rows(destination.id, "in.c-pushed.log")) == ["1", "2", "3", "4"]
+
+
+def test_an_import_stopped_while_its_load_runs_is_not_loaded_twice(emulator, destination, data_dir, env):
+    import signal
+    import time
+
+    params = _import_params(emulator, destination, [{"source": "log.csv", "incremental": True}])
+    data_dir.add_input_table("log.csv", ["ts", "event"], [["1", "open"]])
+    data_dir.write_config(params)
+    assert data_dir.run(env).returncode == 0
+    data_dir.carry_state()
+    data_dir.add_input_table("log.csv", ["ts", "event"], [["2", "click"]])
+    emulator.job_delay = 2.0
+    proc = data_dir.start(env)
+    state = data_dir.root / "out" / "state.json"
+    deadline = time.monotonic() + 60
+    while "pendingLoads" not in (state.read_text() if state.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stopped = data_dir.finish(proc)
+    assert stopped.returncode == 143, stopped.output
+    assert "checks that job instead of loading the same input again" in stopped.stderr
+    emulator.job_delay = 0.0
+    data_dir.carry_state()
+    rerun = data_dir.run(env)
+    assert rerun.returncode == 0, rerun.output
+    assert sorted(r["ts"] for r in emulator.table_rows(destination.id, "in.c-pushed.log")) == ["1", "2"]

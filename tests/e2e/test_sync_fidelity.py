@@ -1,6 +1,8 @@
 """Sync keeps the destination equal to the source, after anything a user does: every test ends with
 destination == source, row for row and column for column (and the same primary key)."""
 
+import json
+
 import requests
 
 from tests.e2e.harness import sorted_dicts
@@ -275,3 +277,13 @@ def test_verify_reports_what_differs_and_changes_nothing(emulator, source, desti
     assert "1 of 1 table(s) match" in ok.output
     report = (data_dir.root / "out" / "tables" / "sync_verification.csv").read_text()
     assert "in.c-sales.customers" in report and '"ok"' in report
+    emulator.load_table(destination.id, CUSTOMERS, "id,name,city\n99,Extra,Nowhere\n", incremental=True)
+    # a verify sync action reads both sides and writes nothing
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]), action="verify")
+    data_dir.carry_state()
+    action = data_dir.run(env)
+    assert action.returncode == 0, action.output
+    result = json.loads(action.stdout.strip().splitlines()[-1])
+    assert result["type"] == "warning" and "0 of 1 table(s) match" in result["message"]
+    assert "extra e.g. [\"99\"]" in result["message"], result["message"]
+    assert len(emulator.table_rows(destination.id, CUSTOMERS)) == 11, "verify changes nothing"
