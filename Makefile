@@ -7,10 +7,10 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 # the kbcstorage reference client's own environment, and the tests that import it (directly, or through the
-# benchmark harness's workers): they run there, every other test in .venv
+# benchmark harnesses' workers, tests/unit/test_bench*_smoke.py): they run there, every other test in .venv
 KBC_VENV := .venv-kbcstorage
 KBC_PY := $(KBC_VENV)/bin/python
-KBCSTORAGE_TESTS := emulator/tests/test_kbcstorage_reference.py tests/unit/test_bench_smoke.py
+KBCSTORAGE_TESTS := emulator/tests/test_kbcstorage_reference.py $(wildcard tests/unit/test_bench*_smoke.py)
 CHROMIUM ?= /usr/bin/chromium
 # apt-get runs as root, or through sudo where that needs no password
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
