@@ -293,7 +293,7 @@ class TableEngine:
             _check_columns(final)
             _require_columns(primary_key, final, what="primary key")
 
-            with self._plain_files([Path(f) for f in files]) as plain, self._cursor() as cur:
+            with self._plain_files([Path(f) for f in files], delimiter, enclosure) as plain, self._cursor() as cur:
                 source, params = _read_csv_sql(plain, file_columns, has_header, delimiter, enclosure)
                 ts = _utc(timestamp)
                 cur.begin()
@@ -329,27 +329,37 @@ class TableEngine:
         return LoadResult(imported_columns=list(file_columns), new_columns=new, rows_loaded=rows, table_columns=final)
 
     @contextmanager
-    def _plain_files(self, files: list[Path]) -> Iterator[list[str]]:
-        """The input files as plain CSV paths: gzip ones are decompressed (in parallel) into a scratch dir."""
-        gz = [i for i, f in enumerate(files) if _is_gzip(f)]
-        if not gz:
+    def _plain_files(self, files: list[Path], delimiter: str, enclosure: str) -> Iterator[list[str]]:
+        """The input files as plain, LF-terminated CSV paths: gzip ones are decompressed and CRLF ones rewritten with
+        LF record ends (in parallel) into a scratch dir; the others are used as they are."""
+        gz = {i for i, f in enumerate(files) if _is_gzip(f)}
+        crlf = {i for i, f in enumerate(files) if i not in gz and _is_crlf(str(f), enclosure)}
+        if not gz and not crlf:
             yield [str(f) for f in files]
             return
         self._spool.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self._spool, prefix="load-") as tmp:
             plain = [str(f) for f in files]
 
-            def gunzip(i: int) -> None:
-                target = Path(tmp) / f"{i:05d}.csv"
-                try:
-                    with _gzip.open(files[i], "rb") as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst, _COPY_CHUNK)
-                except (OSError, EOFError, ValueError) as exc:
-                    raise ValidationError(f"Invalid gzip file {files[i].name}: {exc}", code=CSV_ERROR_CODE) from exc
+            def prepare(i: int) -> None:
+                source = files[i]
+                if i in gz:
+                    target = Path(tmp) / f"{i:05d}.csv"
+                    try:
+                        with _gzip.open(source, "rb") as src, open(target, "wb") as dst:
+                            shutil.copyfileobj(src, dst, _COPY_CHUNK)
+                    except (OSError, EOFError, ValueError) as exc:
+                        raise ValidationError(f"Invalid gzip file {source.name}: {exc}", code=CSV_ERROR_CODE) from exc
+                    plain[i] = str(target)
+                    if not _is_crlf(plain[i], enclosure):
+                        return
+                    source = target
+                target = Path(tmp) / f"{i:05d}.lf.csv"
+                _crlf_to_lf(source, target, delimiter, enclosure)
                 plain[i] = str(target)
 
             with ThreadPoolExecutor(max_workers=2) as pool:
-                list(pool.map(gunzip, gz))
+                list(pool.map(prepare, sorted(gz | crlf)))
             yield plain
 
     # -- export / preview / delete --------------------------------------------------------------------
@@ -556,7 +566,8 @@ def _read_csv_sql(
         "buffer": _CSV_BUFFER_SIZE,
     }
     # DuckDB guesses the line ending from the first newline byte, even one inside quotes, and its explicit
-    # '\r\n' mode misparses; so LF files get new_line='\n' and CRLF files keep DuckDB's guess.
+    # '\r\n' mode misparses; so LF files get new_line='\n' and CRLF files keep DuckDB's guess. With an enclosure,
+    # _plain_files has rewritten CRLF files with LF record ends already (a guess from a quoted LF breaks the load).
     lf = [f for f in files if _line_terminator(f, enclosure) == "\n"]
     crlf = [f for f in files if f not in lf]
     parts = []
@@ -567,6 +578,29 @@ def _read_csv_sql(
         parts.append(f"SELECT {values} FROM read_csv($crlf, {options})")
         params["crlf"] = crlf
     return " UNION ALL ".join(parts), params
+
+
+def _is_crlf(path: str, enclosure: str) -> bool:
+    """A CRLF file that may hold line breaks inside quoted values (only with an enclosure)."""
+    return bool(enclosure) and _line_terminator(path, enclosure) == "\r\n"
+
+
+def _crlf_to_lf(source: Path, target: Path, delimiter: str, enclosure: str) -> None:
+    """Rewrite a CSV with LF record ends, strictly parsed; values (line breaks inside quotes included) stay exact.
+    Every value is written quoted, which loads the same ('' either way: Keboola string tables have no NULL)."""
+    csv.field_size_limit(_MAX_LINE_SIZE)  # cells up to 16 MB, as DuckDB's max_line_size
+    try:
+        with (
+            open(source, encoding="utf-8-sig", newline="") as src,  # a BOM is no data (DuckDB skips it too)
+            open(target, "w", encoding="utf-8", newline="") as dst,
+        ):
+            reader = csv.reader(src, delimiter=delimiter, quotechar=enclosure, doublequote=True, strict=True)
+            writer = csv.writer(
+                dst, delimiter=delimiter, quotechar=enclosure, quoting=csv.QUOTE_ALL, lineterminator="\n"
+            )
+            writer.writerows(reader)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise ValidationError(f"Invalid CSV file {source.name}: {exc}", code=CSV_ERROR_CODE) from exc
 
 
 def _line_terminator(path: str, enclosure: str) -> str:
@@ -640,10 +674,10 @@ def _filter_sql(n: int, flt: WhereFilter, existing: list[str], params: dict) -> 
     if not values:
         raise ValidationError(f'whereFilters[{n}]: operator "{op}" needs a value.', code=VALIDATION)
     value = values[0]
-    if numeric or _NUMBER.match(value):
-        # numeric filter value: compare numbers (non-numeric cells never match)
+    if numeric:  # dataType: compare numbers (cells that are no number never match)
         params[f"w{n}"] = float(value)
         return f"TRY_CAST({col} AS DOUBLE) {_COMPARISON[op]} $w{n}"
+    # no dataType: the backend compares the VARCHAR column as strings ("100" < "30"), as for eq / ne
     params[f"w{n}"] = value
     return f"{col} {_COMPARISON[op]} $w{n}"
 

@@ -257,17 +257,34 @@ def parse_where(
         filters.append(WhereFilter(column=str(where_column), operator=operator, values=[as_text(v) for v in values]))
     raw_filters = params.get("whereFilters")
     if raw_filters not in (None, ""):
-        for index, item in enumerate(as_list(raw_filters, "whereFilters")):
+        for index, item in enumerate(_filter_items(raw_filters)):
             filters.append(_parse_filter(index, item, operators))
     return filters
 
 
+def _filter_items(raw) -> list:
+    """``whereFilters`` as a list of objects, with the API's messages otherwise (PHPT ``WhereFilterTest``)."""
+    if isinstance(raw, dict) and raw and all(str(k).isdigit() for k in raw):
+        raw = as_list(raw, "whereFilters")  # form / query string: whereFilters[0][column]=...
+    if not isinstance(raw, list | dict):
+        raise ValidationError(
+            f'Parameter "whereFilters" should be an array, but parameter contains:\n{_php_json(raw)}',
+            code="storage.tables.validation",
+        )
+    if isinstance(raw, dict) or not all(isinstance(item, dict) for item in raw):
+        raise ValidationError(
+            f'All items in param "whereFilters" should be an arrays, but parameter contains:\n{_php_json(raw)}',
+            code="storage.tables.validation",
+        )
+    return raw
+
+
+def _php_json(value) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def _parse_filter(index: int, item, operators: tuple[str, ...]) -> WhereFilter:
     prefix = f"whereFilters[{index}]"
-    if not isinstance(item, dict):
-        raise ValidationError(
-            f'Invalid request:\n - {prefix}: "This value should be of type array."', code="storage.tables.validation"
-        )
     for source in ("valuesByTableInWorkspace", "valuesByTableInStorage"):
         if source in item:
             raise ValidationError(
@@ -281,16 +298,13 @@ def _parse_filter(index: int, item, operators: tuple[str, ...]) -> WhereFilter:
         problems.append(f' - {prefix}[values]: "This field is missing."')
     operator = item.get("operator") or "eq"
     if operator not in operators:
-        problems.append(
-            f' - {prefix}[operator]: "The value you selected is not a valid choice. Allowed: {", ".join(operators)}."'
-        )
+        problems.append(f' - {prefix}[operator]: "Invalid where operator {operator}. Allowed: {", ".join(operators)}."')
     data_type = item.get("dataType")
     if data_type in (None, ""):
         data_type = None
     elif not isinstance(data_type, str) or data_type.upper() not in FILTER_DATA_TYPES:
         problems.append(
-            f' - {prefix}[dataType]: "The value you selected is not a valid choice. '
-            f'Allowed: {", ".join(FILTER_DATA_TYPES)}."'
+            f' - {prefix}[dataType]: "Data type {data_type} not recognized. Allowed: {", ".join(FILTER_DATA_TYPES)}."'
         )
     else:
         data_type = data_type.upper()
@@ -506,7 +520,7 @@ def list_buckets(ctx: Context) -> Response:
 
 
 def get_bucket(ctx: Context, bucket_id: str) -> Response:
-    return json_response(ctx.backend.get_bucket(ctx.token, bucket_id))
+    return json_response(ctx.backend.get_bucket(ctx.token, bucket_id, ctx.request.args.get("include")))
 
 
 def create_bucket(ctx: Context) -> Response:
@@ -672,9 +686,7 @@ def post_table_metadata(ctx: Context, table_id: str) -> Response:
     p = ctx.params
     provider = required_text(p, "provider", "storage.metadata.invalidProvider")
     metadata = metadata_items(p.get("metadata"), "metadata")
-    raw_columns = p.get("columnsMetadata") or {}
-    if isinstance(raw_columns, list) and not raw_columns:
-        raw_columns = {}
+    raw_columns = _columns_metadata_by_column(p.get("columnsMetadata") or {})
     if not isinstance(raw_columns, dict):
         raise ValidationError(
             'Invalid request:\n - columnsMetadata: "This value should be of type object."',
@@ -688,6 +700,23 @@ def post_table_metadata(ctx: Context, table_id: str) -> Response:
     return json_response(
         ctx.backend.post_table_metadata(ctx.token, table_id, provider=provider, metadata=metadata, columns=columns)
     )
+
+
+def _columns_metadata_by_column(value):
+    """``columnsMetadata``: an object ``{column: [{key, value}]}`` (PHP), or a list of ``{columnName, key, value}``
+    (sapi-python-client ``TablesMetadata.create``), grouped by column here."""
+    if not isinstance(value, list):
+        return value
+    grouped: dict[str, list] = {}
+    for index, item in enumerate(value):
+        column = item.get("columnName") if isinstance(item, dict) else None
+        if not isinstance(column, str) or not column:
+            raise ValidationError(
+                f'Invalid request:\n - columnsMetadata[{index}][columnName]: "This field is missing."',
+                code="storage.metadata.validation",
+            )
+        grouped.setdefault(column, []).append({k: v for k, v in item.items() if k != "columnName"})
+    return grouped
 
 
 def delete_table_metadata(ctx: Context, table_id: str, metadata_id: str) -> Response:

@@ -55,9 +55,19 @@ class BucketsMixin:
                 if self._level(token, b.id) > 0
             ]
 
-    def get_bucket(self, token: Token, bucket_id: str) -> dict:
+    def get_bucket(self, token: Token, bucket_id: str, include: str | None = None) -> dict:
+        """The detail lists the bucket's tables (``include``: ``columns``, ``metadata``, ``columnMetadata`` of each)
+        where the list and create answers give their URL, and carries ``attributes`` (sapi-python-client's live
+        ``test_bucket_detail``: ``tables == []``, ``attributes == []``)."""
+        table_include = self._list_include(include or "") - {"bucket"}
         with self.lock:
-            return self.bucket_json(self._bucket(token, bucket_id), metadata=True)
+            bucket = self._bucket(token, bucket_id)
+            data = self.bucket_json(bucket, metadata=True)
+            data["tables"] = [
+                self.table_json(t, include=table_include) for t in sorted(bucket.tables.values(), key=lambda t: t.id)
+            ]
+            data["attributes"] = []
+            return data
 
     def create_bucket(
         self,
@@ -125,7 +135,7 @@ class BucketsMixin:
             project.buckets[bucket_id] = bucket
             if not token.is_master:
                 token.bucket_permissions[bucket_id] = "manage"
-            return self.bucket_json(bucket, metadata=True)
+            return {**self.bucket_json(bucket, metadata=True), "attributes": []}  # as the API's create answer
 
     def delete_bucket(self, token: Token, bucket_id: str, *, force=False, is_async=False, run_id=None):
         """Returns None (sync, 204) or a job dict (``async=true``, 202)."""

@@ -107,7 +107,8 @@ class TableOpsMixin:
                     f"Invalid parameters - {field}: This field was not expected.", code="storage.tables.validation"
                 )
         column = checked_column_name(name, webalize_column_name(name), "storage.tables.invalidColumnName")
-        job = self._new_job(token, "tableColumnAdd", table.id, {"name": column, "queue": "main"}, run_id)
+        # operationParams echo the request (the name as sent); the table detail shows the webalized column
+        job = self._new_job(token, "tableColumnAdd", table.id, {"name": name, "queue": "main"}, run_id)
 
         def work(job: Job) -> None:
             self._live_table(table)

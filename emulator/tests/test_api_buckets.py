@@ -103,3 +103,23 @@ def test_delete_bucket_async_job(api):
     resp = api.delete(f"/buckets/{bucket}", params={"async": "true", "force": "true"})
     assert api.wait(resp.json())["status"] == "success"
     assert api.get(f"/buckets/{bucket}").status_code == 404
+
+
+def test_bucket_detail_lists_tables_and_attributes(api, emu):
+    """The detail has the bucket's tables as a list and ``attributes`` (the list and the create answer keep the
+    tables URL); sapi-python-client's live ``test_bucket_detail`` expects ``tables == []``, ``attributes == []``."""
+    created = api.post("/buckets", json={"name": "det", "description": "Test bucket"}).json()
+    assert created["attributes"] == []
+    detail = api.get("/buckets/in.c-det").json()
+    assert detail["tables"] == [] and detail["attributes"] == []
+    assert detail["description"] == "Test bucket"
+    api.create_table("in.c-det", "b", "id,v\n1,x\n")
+    api.create_table("in.c-det", "a", "id\n1\n")
+    detail = api.get("/buckets/in.c-det").json()
+    assert [t["id"] for t in detail["tables"]] == ["in.c-det.a", "in.c-det.b"]
+    assert detail["tables"][1]["rowsCount"] == 1 and "columns" not in detail["tables"][1]
+    assert "bucket" not in detail["tables"][0]
+    with_columns = api.get("/buckets/in.c-det", params={"include": "columns,metadata"}).json()
+    assert with_columns["tables"][1]["columns"] == ["id", "v"] and with_columns["tables"][1]["metadata"] == []
+    listed = next(b for b in api.get("/buckets").json() if b["id"] == "in.c-det")
+    assert listed["tables"] == f"{emu.url}/v2/storage/buckets/in.c-det/tables"

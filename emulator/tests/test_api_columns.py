@@ -52,7 +52,9 @@ def test_add_column_appends_it_empty_and_loadable(api, table):
 
 def test_added_column_name_is_webalized(api, table):
     for requested in ("_abc-def----ghi_", "žluťoučký    kůň", "lot__of_____underscores____"):
-        assert add(api, table, json={"name": requested})["status"] == "success"
+        job = add(api, table, json={"name": requested})
+        assert job["status"] == "success"
+        assert job["operationParams"]["name"] == requested  # the request, as sent
     assert columns(api, table) == ["id", "name", "abc_def_ghi", "zlutoucky_kun", "lot__of_____underscores"]
 
 

@@ -125,6 +125,24 @@ def test_sliced_gzip_slices(api, table):
     assert rows_set(api.preview_rows(table)) == rows_set([{"id": "g1", "name": "a"}, {"id": "g2", "name": "b"}])
 
 
+def test_crlf_file_cut_into_slices_with_line_breaks_in_quoted_values(api, table):
+    """A CRLF CSV with line breaks inside quoted values, cut at record boundaries: every slice is valid CSV, also
+    the ones whose first line break is inside quotes."""
+    slices = ['r1,"a\nb"\r\nr2,"c\r\nd"\r\n', 'r3,x\r\nr4,"e\nf"\r\n', 'r5,"g\nh"\r\n']
+    prepared = api.upload_sliced(slices)
+    job = api.job_post(f"/tables/{table}/import-async", json={"dataFileId": prepared["id"], "columns": ["id", "name"]})
+    assert job["status"] == "success", job
+    expected = {"r1": "a\nb", "r2": "c\r\nd", "r3": "x", "r4": "e\nf", "r5": "g\nh"}
+    assert {r["id"]: r["name"] for r in api.preview_rows(table)} == expected
+    # the same gzipped, and as one file with a header
+    prepared = api.upload_sliced([gzip.compress(s.encode()) for s in slices], name="crlf.csv.gz")
+    job = api.job_post(f"/tables/{table}/import-async", json={"dataFileId": prepared["id"], "columns": ["id", "name"]})
+    assert job["status"] == "success", job
+    job = api.import_csv(table, "id,name\r\n" + "".join(slices[2:] + slices[:2]))
+    assert job["status"] == "success", job
+    assert {r["id"]: r["name"] for r in api.preview_rows(table)} == expected
+
+
 def test_sliced_without_manifest(api, table):
     prepared = api.upload_sliced(["s1,x\n"], manifest=False)
     job = api.job_post(f"/tables/{table}/import-async", json={"dataFileId": prepared["id"], "columns": ["id", "name"]})

@@ -103,3 +103,29 @@ def test_metadata_form_encoded_like_kbcstorage_old_clients(api, table):
     )
     assert resp.status_code == 200
     assert resp.json()[0]["key"] == "k"
+
+
+def test_columns_metadata_as_a_list_like_kbcstorage(api, table):
+    """sapi-python-client sends ``columnsMetadata`` as ``[{key, value, columnName}]``; the API accepts it."""
+    resp = api.post(
+        f"/tables/{table}/metadata",
+        json={
+            "provider": "user",
+            "metadata": [{"key": "KBC.description", "value": "d"}],
+            "columnsMetadata": [
+                {"key": "KBC.datatype.basetype", "value": "INTEGER", "columnName": "id"},
+                {"key": "KBC.description", "value": "the id", "columnName": "id"},
+                {"key": "KBC.datatype.basetype", "value": "STRING", "columnName": "name"},
+            ],
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    column_metadata = api.get(f"/tables/{table}").json()["columnMetadata"]
+    assert [(m["key"], m["value"]) for m in column_metadata["id"]] == [
+        ("KBC.datatype.basetype", "INTEGER"),
+        ("KBC.description", "the id"),
+    ]
+    assert [(m["key"], m["value"]) for m in column_metadata["name"]] == [("KBC.datatype.basetype", "STRING")]
+    for bad in ([{"key": "k", "value": "v"}], [{"key": "k", "value": "v", "columnName": "nope"}]):
+        resp = api.post(f"/tables/{table}/metadata", json={"provider": "user", "columnsMetadata": bad})
+        assert resp.status_code == 400, bad

@@ -34,6 +34,16 @@ def stack(request, emu):
 
 @pytest.fixture
 def client(stack, monkeypatch, tmp_path):
+    return _client(stack, monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def aws_client(emu, monkeypatch, tmp_path):
+    """The client on the session (AWS) stack only: for checks that do not depend on the file storage."""
+    return _client(emu, monkeypatch, tmp_path)
+
+
+def _client(stack, monkeypatch, tmp_path) -> Client:
     for key, value in stack.env.items():
         monkeypatch.setenv(key, value)
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
@@ -117,3 +127,34 @@ def test_kbcstorage_errors_surface(client, tmp_path):
         bad = tmp_path / "bad.csv"
         bad.write_text("id\n1\n")
         client.tables.load("in.c-errs.t", str(bad))
+
+
+def test_kbcstorage_bucket_detail_and_column_metadata_list(aws_client, tmp_path):
+    """As sapi-python-client's live tests read them: a bucket detail with ``tables`` as a list and ``attributes``
+    (``test_bucket_detail``), and ``TablesMetadata.create`` with ``columns_metadata`` as a list of
+    ``{key, value, columnName}``."""
+    bucket_id = aws_client.buckets.create(name="py-test-buckets", stage="in", description="Test bucket")["id"]
+    detail = aws_client.buckets.detail(bucket_id)
+    assert (detail["id"], detail["name"], detail["description"]) == (bucket_id, "c-py-test-buckets", "Test bucket")
+    assert detail["uri"] and detail["created"]
+    assert detail["tables"] == [] and detail["attributes"] == []
+    table_id = aws_client.tables.create(bucket_id, "some-table", _write_csv(tmp_path / "t.csv", ROWS[:2]))
+    assert [t["id"] for t in aws_client.buckets.detail(bucket_id)["tables"]] == [table_id]
+    assert [t["id"] for t in aws_client.buckets.list_tables(bucket_id)] == [table_id]
+
+    metadata = aws_client.tables.metadata.create(
+        table_id,
+        "user",
+        [{"key": "KBC.description", "value": "people"}],
+        columns_metadata=[
+            {"key": "KBC.datatype.basetype", "value": "INTEGER", "columnName": "id"},
+            {"key": "KBC.description", "value": "the city", "columnName": "city"},
+        ],
+    )
+    assert [(m["key"], m["value"]) for m in metadata] == [("KBC.description", "people")]
+    column_metadata = aws_client.tables.detail(table_id)["columnMetadata"]
+    assert [(m["key"], m["value"], m["provider"]) for m in column_metadata["id"]] == [
+        ("KBC.datatype.basetype", "INTEGER", "user")
+    ]
+    assert [m["value"] for m in column_metadata["city"]] == ["the city"]
+    assert [m["key"] for m in aws_client.tables.metadata.list(table_id)] == ["KBC.description"]
