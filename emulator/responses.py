@@ -636,9 +636,9 @@ def _json_row(columns: list[str], row: list) -> list[dict]:
 
 def add_primary_key(ctx: Context, table_id: str) -> Response:
     columns = ctx.params.get("columns")
-    if columns is None or columns == []:
+    if columns is None or columns == []:  # PHPT AlterTableTest::testPrimaryKeyAddRequiredParam
         raise ValidationError(
-            'Invalid request:\n - columns: "This field is missing."', code="storage.tables.validation"
+            'Invalid request:\n - columns: "This field is missing."', code="storage.validation.primaryKey"
         )
     job = ctx.backend.add_primary_key(ctx.token, table_id, column_list(columns), run_id=ctx.run_id)
     return json_response(job, 202)

@@ -28,7 +28,7 @@ class TableOpsMixin:
                 raise ValidationError(
                     f"Primary key columns {', '.join(unknown)} do not exist in the table. "
                     f"Table columns: {', '.join(table.columns)}.",
-                    code="storage.tables.validation.invalidPrimaryKeyColumns",
+                    code="storage.validation.primaryKey",  # PHPT AlterTableTest::testAddInvalidPrimaryKey
                 )
             if self.engine.has_duplicates(table.handle, list(columns)):
                 raise ValidationError(

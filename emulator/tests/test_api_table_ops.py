@@ -48,9 +48,16 @@ def test_primary_key_duplicates(api, table):
 
 
 def test_primary_key_unknown_column_and_missing(api, table):
-    job = api.job_post(f"/tables/{table}/primary-key", json={"columns": ["nope"]})
-    assert job["status"] == "error"
-    assert api.post(f"/tables/{table}/primary-key", json={}).status_code == 400
+    # PHPT AlterTableTest::testAddInvalidPrimaryKey / testPrimaryKeyAddRequiredParam
+    for columns in (["nope"], ["id", "nope"]):
+        job = api.job_post(f"/tables/{table}/primary-key", json={"columns": columns})
+        assert job["status"] == "error"
+        assert job["error"]["code"] == "storage.validation.primaryKey"
+    for body in ({}, {"columns": []}):
+        resp = api.post(f"/tables/{table}/primary-key", json=body)
+        assert resp.status_code == 400
+        assert resp.json()["code"] == "storage.validation.primaryKey"
+    assert api.get(f"/tables/{table}").json()["primaryKey"] == []
 
 
 def test_table_metadata(api, table):
