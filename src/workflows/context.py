@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from keboola.component.exceptions import UserException
 
-from configuration import Configuration, redact
+from configuration import BUCKET_ID_RE, Configuration, redact
 from state import StateStore
 from storage_api.errors import StorageApiError
 
@@ -43,9 +43,12 @@ class RunContext:
 
 
 def describe_failure(exc: BaseException, action: str, table_id: str | None = None) -> str:
-    """One user-facing sentence for a client failure, naming the table (the client names the job)."""
+    """One user-facing sentence for a client failure, naming the table or bucket (the client names the job)."""
     detail = redact(str(exc)).strip() or type(exc).__name__
-    what = f"{action} table {table_id}" if table_id else action
+    what = action
+    if table_id:
+        noun = "bucket" if BUCKET_ID_RE.match(table_id) else "table"
+        what = f"{action} {table_id}" if action.endswith(f" {noun}") else f"{action} {noun} {table_id}"
     text = f"{what[:1].upper()}{what[1:]} failed: {detail}"
     return text if text.endswith((".", "!", "?")) else text + "."
 

@@ -151,3 +151,12 @@ def test_sync_columns_must_include_the_primary_key(fake_client):
 def test_describe_failure_is_one_sentence():
     message = describe_failure(StorageApiError("Storage job 5 (tableImport of in.c-a.b) failed: boom"), "syncing", "x")
     assert message == "Syncing table x failed: Storage job 5 (tableImport of in.c-a.b) failed: boom."
+
+
+def test_failures_name_a_bucket_as_a_bucket():
+    exc = StorageApiError("Access denied.")
+    assert describe_failure(exc, "checking bucket", "in.c-sales") == "Checking bucket in.c-sales failed: Access denied."
+    assert (
+        describe_failure(exc, "reading", "in.c-sales.orders")
+        == "Reading table in.c-sales.orders failed: Access denied."
+    )
