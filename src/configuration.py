@@ -675,8 +675,9 @@ class _TableIn(_SettingsIn):
         return dest
 
 
-# The keys of config.json (``test_connection`` is the UI's test-connection button, which holds no value).
-_ROOT_ONLY_KEYS = {"mode", "source", "destination", "tables", "table", "test_connection"}
+# The keys of config.json (``test_connection`` and ``verify_copy`` are the UI's sync-action buttons, which hold
+# no value).
+_ROOT_ONLY_KEYS = {"mode", "source", "destination", "tables", "table", "test_connection", "verify_copy"}
 ROOT_KEYS = _ROOT_ONLY_KEYS | _OptionsIn.keys() | _SettingsIn.keys()
 ITEM_KEYS = _TableIn.keys()
 _ALIASES = {
