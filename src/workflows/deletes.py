@@ -9,8 +9,8 @@ A filter on several key columns is a cross product (addendum section 2): ``a IN 
 deletes ``(1, y)`` and ``(2, x)``. So composite keys are deleted per group: every key column but one (the *free*
 column) is filtered ``eq`` one value, the free column carries an IN list of at most ``chunk_size`` values. Every
 row such a filter matches has a key of the difference, so nothing else is deleted. The free column is the one
-that needs the fewest jobs (then the fewest groups), counted in DuckDB; the groups are streamed sorted (DuckDB
-sorts out of core) and never held in memory.
+that needs the fewest jobs (then the fewest groups), counted in DuckDB; DuckDB sorts the keys by group (out of
+core) into a gzip CSV in the work folder, which the delete jobs then stream with DuckDB closed.
 
 A key with an empty unquoted field (NULL in a typed table) cannot be written as a filter value, so such keys are
 counted, logged and not deleted.
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workflows.context import storage_errors
-from workflows.keys import DEFAULT_MEMORY_LIMIT, DEFAULT_THREADS, KeyDiff, export_key_pair
+from workflows.keys import DEFAULT_MEMORY_LIMIT, DEFAULT_THREADS, KeyDiff, export_key_pair, read_csv_rows
 
 if TYPE_CHECKING:
     from storage_api import StorageClient
@@ -51,7 +51,8 @@ class DeleteOutcome:
     skipped_null_keys: int = 0
     free_column: str | None = None
     export_seconds: float = 0.0  # the two key exports (in parallel) including downloads
-    seconds: float = 0.0  # everything
+    diff_seconds: float = 0.0  # the DuckDB diff and the choice of the free column
+    seconds: float = 0.0  # everything (exports, diff, delete jobs)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,11 @@ def propagate_deletes(
 
     ``where_filters``: the selection's filters in API form (``WhereFilter.to_api()``); the destination is read
     whole. ``apply=False`` (``deletes: "keep"``) only counts and logs what would be deleted. The destination
-    table must exist and have the key columns. Client failures become ``UserException`` naming the table."""
+    table must exist and have the key columns. Client failures become ``UserException`` naming the table.
+
+    The selection must be a set of rows to mirror: not ``limit`` (every row past the limit would be deleted);
+    ``changedSince`` does not apply (the source keys are always exported whole). ``work_dir`` gets a temporary
+    folder (both key exports, the DuckDB database and its spill files) that is removed at the end."""
     if not key_columns:
         raise ValueError(f"Table {source_id} has no primary key: deletes cannot be propagated without one.")
     started = time.monotonic()
@@ -102,11 +107,21 @@ def propagate_deletes(
                     found,
                     destination_id,
                 )
+                diff_seconds = time.monotonic() - started - export_seconds
                 return DeleteOutcome(
-                    found, 0, skipped_null_keys=nulls, export_seconds=export_seconds, seconds=time.monotonic() - started
+                    found,
+                    0,
+                    skipped_null_keys=nulls,
+                    export_seconds=export_seconds,
+                    diff_seconds=diff_seconds,
+                    seconds=time.monotonic() - started,
                 )
             plan = choose_free_column(diff, _GONE, len(key_columns), chunk_size)
-            deleted, jobs = _apply(destination, destination_id, diff, key_columns, plan, chunk_size, found - nulls)
+            ordered = diff.write_csv(ordered_keys_sql(_GONE, len(key_columns), plan.free), work / "gone.csv.gz")
+        diff_seconds = time.monotonic() - started - export_seconds
+        # DuckDB is closed (its memory and the diff slot freed) while the delete jobs run
+        rows = read_csv_rows(ordered)
+        deleted, jobs = _apply(destination, destination_id, rows, key_columns, plan, chunk_size, found - nulls)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     seconds = time.monotonic() - started
@@ -129,13 +144,13 @@ def propagate_deletes(
             nulls,
             destination_id,
         )
-    return DeleteOutcome(found, deleted, jobs, nulls, free, export_seconds, seconds)
+    return DeleteOutcome(found, deleted, jobs, nulls, free, export_seconds, diff_seconds, seconds)
 
 
 def _apply(
     client: StorageClient,
     table_id: str,
-    diff: KeyDiff,
+    rows: Iterable[tuple],
     key_columns: Sequence[str],
     plan: DeletePlan,
     chunk_size: int,
@@ -143,7 +158,6 @@ def _apply(
 ) -> tuple[int, int]:
     deleted = jobs = done = 0
     last_log = time.monotonic()
-    rows = diff.fetch(ordered_keys_sql(_GONE, len(key_columns), plan.free))
     for filters, size in delete_filters(rows, key_columns, plan.free, chunk_size):
         with storage_errors("deleting rows of", table_id):
             job = client.tables.delete_rows(table_id, filters)

@@ -15,9 +15,12 @@ stay distinct; NULL keys compare equal to each other in the set operations (``EX
 
 from __future__ import annotations
 
+import csv
+import gzip
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +42,7 @@ logger = logging.getLogger(__name__)
 # process adds ~65 MB for the DuckDB library and connection; BENCHMARKS figures come from benchmarks/deletes.py.
 DEFAULT_MEMORY_LIMIT = "64MB"
 DEFAULT_THREADS = 2
+MAX_MEMORY_LIMIT = "1GB"
 FETCH_BATCH = 10_000
 # CSV buffers are part of the memory budget: a key value may be up to 1 MiB (the default is 2 MiB lines in 32 MiB
 # buffers per file, which alone exceeds a small limit)
@@ -115,6 +119,39 @@ def export_key_pair(
             raise
 
 
+_DIFF_SLOTS = threading.BoundedSemaphore(1)
+_held = threading.local()  # slots this thread holds: a nested KeyDiff in the same thread does not wait for itself
+
+
+def _take_slot() -> None:
+    held = getattr(_held, "count", 0)
+    if not held:
+        _DIFF_SLOTS.acquire()
+    _held.count = held + 1
+
+
+def _give_slot() -> None:
+    _held.count -= 1
+    if not _held.count:
+        _DIFF_SLOTS.release()
+
+
+def read_csv_rows(path: Path) -> Iterator[tuple[str, ...]]:
+    """The records of a header-less (gzip) CSV written by ``KeyDiff.write_csv``, streamed."""
+    opener = gzip.open if is_gzip(path) else open
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
+        for record in csv.reader(fh):
+            yield tuple(record)
+
+
+def _megabytes(setting: str) -> int:
+    """A DuckDB memory setting ("64MB", "61.0 MiB", "1GB", "1.8 GiB") in MiB (MB taken as MiB, rounded)."""
+    number = "".join(c for c in setting if c.isdigit() or c == ".")
+    unit = setting[len(number) :].strip().upper() if setting.startswith(number) else "MB"
+    factor = {"KB": 1 / 1024, "KIB": 1 / 1024, "MB": 1, "MIB": 1, "GB": 1024, "GIB": 1024, "TB": 1024**2}
+    return max(1, round(float(number) * factor.get(unit, 1)))
+
+
 def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -126,11 +163,20 @@ def _literal(text: str) -> str:
 class KeyDiff:
     """A DuckDB database in ``work_dir`` for diffing key slices; use as a context manager (``close`` removes it).
 
-    Tables it creates hold keys under the positional names ``k0`` .. ``k{n-1}`` (plus counts where noted)."""
+    Tables it creates hold keys under the positional names ``k0`` .. ``k{n-1}``. One diff runs at a time in the
+    process (tables synced concurrently wait for the slot): each uses the whole memory limit and both cores."""
 
     def __init__(
         self, work_dir: Path, *, memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int = DEFAULT_THREADS
     ) -> None:
+        _take_slot()
+        try:
+            self._connect(Path(work_dir), memory_limit, threads)
+        except BaseException:
+            _give_slot()
+            raise
+
+    def _connect(self, work_dir: Path, memory_limit: str, threads: int) -> None:
         self.work_dir = Path(tempfile.mkdtemp(prefix="key-diff-", dir=work_dir))
         config = {
             "memory_limit": memory_limit,
@@ -140,12 +186,17 @@ class KeyDiff:
             "allocator_flush_threshold": "4MB",  # give freed memory back to the OS early
         }
         self.con = duckdb.connect(str(self.work_dir / "keys.duckdb"), config=config)
+        self._closed = False
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.con.close()
         finally:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+            _give_slot()
 
     def __enter__(self) -> Self:
         return self
@@ -181,18 +232,52 @@ class KeyDiff:
     def difference(self, name: str, left: KeySlices, right: KeySlices, *, multiset: bool = False) -> int:
         """Create table ``name`` with the keys of ``left`` that ``right`` lacks; returns how many.
 
-        ``multiset=False``: distinct keys (``EXCEPT``). ``multiset=True``: ``EXCEPT ALL``, a key twice in ``left``
-        and once in ``right`` is kept once (tables without a primary key, keyed by all their columns)."""
+        ``multiset=False``: distinct keys, as ``EXCEPT`` but planned as an anti join (NULL-safe equality) and a
+        DISTINCT of its result, so only the right side is hashed (``EXCEPT`` also hashes the whole left side to
+        deduplicate it). ``multiset=True``: ``EXCEPT ALL``, a key twice in ``left`` and once in ``right`` is kept
+        once (tables without a primary key, keyed by all their columns)."""
         if len(left.columns) != len(right.columns):
             raise ValueError("Both sides of a key diff need the same number of key columns.")
-        operator = "EXCEPT ALL" if multiset else "EXCEPT"
-        table = quote_identifier(name)
-        self.con.execute(f"DROP TABLE IF EXISTS {table}")
-        self.con.execute(f"CREATE TABLE {table} AS ({self.source_sql(left)}) {operator} ({self.source_sql(right)})")
+        names = self.names(len(left.columns))
+        if multiset:
+            query = f"({self.source_sql(left)}) EXCEPT ALL ({self.source_sql(right)})"
+        else:
+            same = " AND ".join(f"l.{n} IS NOT DISTINCT FROM r.{n}" for n in names)
+            selected = ", ".join(f"l.{n}" for n in names)
+            query = (
+                f"SELECT DISTINCT * FROM (SELECT {selected} FROM ({self.source_sql(left)}) l "
+                f"ANTI JOIN ({self.source_sql(right)}) r ON {same})"
+            )
+        self.execute(f"CREATE OR REPLACE TABLE {quote_identifier(name)} AS {query}")
         return self.rows(name)
 
     def rows(self, name: str) -> int:
         return self.con.execute(f"SELECT count(*) FROM {quote_identifier(name)}").fetchone()[0]
+
+    def write_csv(self, sql: str, path: Path) -> Path:
+        """The rows of a query as a header-less gzip CSV (every value quoted, NULL as an empty unquoted field),
+        written by DuckDB (sorting out of core); read it back with ``read_csv_rows``."""
+        self.execute(
+            f"COPY ({sql}) TO {_literal(str(path))} (FORMAT csv, HEADER false, QUOTE '\"', ESCAPE '\"', "
+            f"FORCE_QUOTE *, COMPRESSION gzip)"
+        )
+        return path
+
+    def execute(self, sql: str) -> duckdb.DuckDBPyConnection:
+        """Run a statement; when DuckDB runs out of its memory limit (it spills most operators, but some buffers
+        it must keep), double the limit, up to ``MAX_MEMORY_LIMIT``, and run it again."""
+        while True:
+            try:
+                return self.con.execute(sql)
+            except duckdb.OutOfMemoryException:
+                current = self.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+                limit = 2 * _megabytes(current)
+                if limit > _megabytes(MAX_MEMORY_LIMIT):
+                    raise
+                logger.warning(
+                    "The key diff ran out of its %s memory limit; running it again with %d MiB.", current, limit
+                )
+                self.con.execute(f"SET memory_limit = '{limit}MiB'")
 
     def fetch(self, sql: str, params: Sequence[Any] = (), *, batch: int = FETCH_BATCH) -> Iterator[tuple]:
         """Rows of a query, read ``batch`` at a time (DuckDB streams the result; ORDER BY spills to disk)."""

@@ -90,16 +90,8 @@ def _propagate(clients, tmp_path, **kwargs):
 
 def _verify(clients, tmp_path, columns, key_columns, where_filters=()):
     src, dst = clients
-    return verify_table(
-        src,
-        dst,
-        source_id=SRC,
-        destination_id=DST,
-        columns=columns,
-        key_columns=key_columns,
-        where_filters=list(where_filters),
-        work_dir=tmp_path,
-    )
+    selection = {"columns": columns, "key_columns": key_columns, "where_filters": list(where_filters)}
+    return verify_table(src, dst, source_id=SRC, destination_id=DST, work_dir=tmp_path, **selection)
 
 
 def test_propagate_single_column_key_and_verify(emulator, source, destination, clients, tmp_path):

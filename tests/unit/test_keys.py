@@ -323,3 +323,35 @@ def test_write_report_and_log_summary(tmp_path, caplog):
         "differs, 2 row(s) in the source selection: 2 rows in the source selection, 1 in the destination" in caplog.text
     )
     assert "1 of 2 table(s) match" in caplog.text
+
+
+def test_running_out_of_memory_raises_the_limit_and_runs_again(tmp_path, caplog):
+    rows = [[f"{i:06d}" + "y" * 40] for i in range(60_000)]
+    left = slices_of(tmp_path / "a", rows, slices=2)
+    right = slices_of(tmp_path / "b", rows[::2], slices=2)
+    with KeyDiff(tmp_path, memory_limit="2MB", threads=1) as diff:
+        assert diff.difference("d", left, right) == 30_000
+        limit = diff.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert "ran out of its" in caplog.text and limit != "1.9 MiB"
+
+
+def test_one_diff_at_a_time_and_nesting_in_one_thread_does_not_wait(tmp_path):
+    import threading
+
+    order = []
+    with KeyDiff(tmp_path) as outer:
+        with KeyDiff(tmp_path):  # the same thread: no deadlock
+            order.append("nested")
+
+        def other():
+            with KeyDiff(tmp_path):
+                order.append("other thread")
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive()  # waits for the slot
+        order.append("outer done")
+        outer.close()
+        thread.join(10)
+    assert order == ["nested", "outer done", "other thread"]
