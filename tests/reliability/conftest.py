@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from emulator import Emulator
+from emulator.engine import WhereFilter
+from emulator.models import TableQuery
 from tests.e2e.harness import DataDir, sorted_dicts
 
 RUNS = int(os.environ.get("RELIABILITY_RUNS", "100"))
@@ -134,6 +136,87 @@ def new_data_dir(path: Path) -> DataDir:
 
 def rows(emu: Emulator, project, table_id: str) -> list[dict]:
     return sorted_dicts(emu.table_rows(project.id, table_id))
+
+
+def assert_copy_equal(src_emu: Emulator, source, dst_emu: Emulator, destination, table_id: str) -> int:
+    """The sync invariant (tests/e2e/test_sync_fidelity.py), across stacks: the destination table has the source's
+    columns in order, its primary key and its rows. Returns the rows compared."""
+    src, dst = src_emu.table_detail(source.id, table_id), dst_emu.table_detail(destination.id, table_id)
+    assert dst["columns"] == src["columns"], f"{table_id}: columns {dst['columns']}, source {src['columns']}"
+    assert dst["primaryKey"] == src["primaryKey"], f"{table_id}: key {dst['primaryKey']}, source {src['primaryKey']}"
+    expected, actual = rows(src_emu, source, table_id), rows(dst_emu, destination, table_id)
+    if actual != expected:
+        missing = [r for r in expected if r not in actual]
+        extra = [r for r in actual if r not in expected]
+        raise AssertionError(
+            f"{table_id}: {len(actual)} rows, source {len(expected)}; missing {len(missing)} {missing[:3]}, "
+            f"extra {len(extra)} {extra[:3]}"
+        )
+    return len(expected)
+
+
+# source changes as another client makes them: the backend's own job path (the job runner, job_delay), without
+# HTTP, so that an injected fault meant for the component never hits the test's writes
+
+
+def _job(emu: Emulator, created: dict) -> dict:
+    job = emu.wait_job(created["id"], timeout=120)
+    assert job["status"] == "success", job
+    return job
+
+
+def delete_rows(emu: Emulator, project, table_id: str, filters: dict[str, list]) -> int:
+    """``DELETE tables/{id}/rows`` with ``eq`` filters (ANDed; several values are an IN list); waits for the job
+    and returns ``deletedRows``."""
+    query = TableQuery(where_filters=[WhereFilter(c, "eq", [str(v) for v in vs]) for c, vs in filters.items()])
+    backend = emu.backend
+    job = _job(emu, backend.delete_rows(backend.master_token(project.id), table_id, query))
+    return int(job["results"]["deletedRows"])
+
+
+def add_column(emu: Emulator, project, table_id: str, name: str) -> None:
+    """``POST tables/{id}/columns``: the column is appended, every stored row gets '' and keeps its timestamp."""
+    _job(emu, emu.backend.add_column(emu.backend.master_token(project.id), table_id, name))
+
+
+def drop_column(emu: Emulator, project, table_id: str, name: str) -> None:
+    """``DELETE tables/{id}/columns/{name}``."""
+    _job(emu, emu.backend.delete_column(emu.backend.master_token(project.id), table_id, name))
+
+
+def csv_text(header: list[str], body: list[list]) -> str:
+    """A CSV with a header, every value quoted."""
+
+    def cell(value) -> str:
+        return '"' + str(value).replace('"', '""') + '"'
+
+    return "".join(",".join(cell(v) for v in row) + "\n" for row in [header, *body])
+
+
+def unfinished_jobs(emu: Emulator, *project_ids: int, operation: str | None = None) -> list:
+    """Storage jobs of these projects (of ``operation``, if given) still waiting or processing."""
+    with emu.backend.lock:
+        jobs = list(emu.backend.jobs.values())
+    return [
+        j
+        for j in jobs
+        if j.project_id in project_ids
+        and j.status in ("waiting", "processing")
+        and operation in (None, j.operation_name)
+    ]
+
+
+def tables_in_flight(emu: Emulator, *project_ids: int) -> set[str]:
+    """Tables of these projects with a storage job waiting or processing."""
+    return {j.table_id for j in unfinished_jobs(emu, *project_ids) if j.table_id}
+
+
+def wait_idle(emu: Emulator, *project_ids: int, timeout: float = 120) -> None:
+    """Until no storage job of these projects is unfinished (a stopped run's jobs go on on the server)."""
+    deadline = time.monotonic() + timeout
+    while unfinished := unfinished_jobs(emu, *project_ids):
+        assert time.monotonic() < deadline, f"jobs still running: {[(j.id, j.operation_name) for j in unfinished]}"
+        time.sleep(0.05)
 
 
 def duplicate_loads(emu: Emulator, project_id: int) -> list[tuple]:

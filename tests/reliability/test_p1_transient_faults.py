@@ -1,7 +1,9 @@
 """Part 1: transient faults. 10 % of Storage API calls fail (500, 502, 503 / 429 with Retry-After, a reset, and the
 "late" 500/502/reset whose request was handled before the response was lost). Every run must complete with the
-output of a fault-free run, and no import may be applied twice (duplicate tableImport jobs of one file; tables
-without a primary key are loaded by appending, so a replayed load would also show as extra rows).
+output of a fault-free run (a sync: destination == source, columns, primary key and rows, for tables keyed by one
+column, by two and without a key, with row deletes propagated), and no import may be applied twice (duplicate
+tableImport jobs of one file; tables without a primary key are loaded by appending, so a replayed load would also
+show as extra rows).
 
 The component runs with its production retry policy; Retry-After is 1 s to keep runs short. Runs of one test go
 three at a time against the one seeded injector: the seed fixes the fault mix, thread timing the exact positions.
@@ -15,10 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from emulator.faults import LATE_KINDS, RANDOM_KINDS
+from state import SYNC_OVERLAP_SECONDS
 from tests.e2e.harness import as_dicts, read_output_table
 from tests.reliability.conftest import (
     CAMPAIGN,
     RUNS,
+    assert_copy_equal,
+    delete_rows,
     duplicate_loads,
     env_for,
     new_data_dir,
@@ -45,12 +50,19 @@ def _csv(header, body) -> str:
     return "\n".join(",".join(cell(v) for v in row) for row in [header, *body]) + "\n"
 
 
-def _seed_source(emu, prefix="src"):
+SYNC_TABLES = ("in.c-rel.orders", "in.c-rel.events", "in.c-rel.lines")  # keyed by id, no key, keyed by 2 columns
+LINES = ["order_id", "line", "sku"]
+
+
+def _seed_source(emu, prefix="src", *, composite=False):
     project = new_project(emu, prefix)
     emu.create_bucket(project.id, "rel")
     emu.create_table(project.id, "in.c-rel.orders", _csv(HEADER, _orders(300)), primary_key=["id"])
     events = [[f"2024-01-{i % 28 + 1:02d}", f"kind-{i % 7}"] for i in range(150)]
     emu.create_table(project.id, "in.c-rel.events", _csv(["day", "kind"], events))
+    if composite:
+        lines = [[str(i // 5), str(i % 5), f"sku, {i}"] for i in range(200)]
+        emu.create_table(project.id, "in.c-rel.lines", _csv(LINES, lines), primary_key=["order_id", "line"])
     return project
 
 
@@ -145,33 +157,44 @@ def test_import_under_transient_faults(emu, tmp_path, runs):
 
 @pytest.mark.parametrize("runs", variants(1, RUNS))
 def test_sync_under_transient_faults(emu, tmp_path, runs):
-    """Per seed: a first (full) sync and an incremental one after changes, both under faults."""
+    """Per seed: a first (full) sync and an incremental one after upserts and row deletes (propagated by delete
+    jobs under the same faults), both under faults; the incremental one starts past the watermark's overlap."""
     emu.faults.reset_counters()
     _faults(emu, seed=3000 + runs)
 
     def one(seed):
         rng = random.Random(seed)
-        source = _seed_source(emu, "syncsrc")
+        source = _seed_source(emu, "syncsrc", composite=True)
         destination = new_project(emu, "syncdst")
         data = new_data_dir(tmp_path / f"run-{seed}")
         data.write_config(sync_params(emu, source, emu, destination, [{"source": "in.c-rel"}]))
-        compared = 0
+        emu.advance_clock(SYNC_OVERLAP_SECONDS + 60)  # the source rows are older than the watermark's overlap
+        compared = deleted = 0
         for step in range(2):
             if step:
                 changed = [rng.randrange(300) for _ in range(10)]
                 body = [[str(i), f"changed {seed}", "x"] for i in changed] + _orders(10, start=1000 + seed * 10)
                 emu.load_table(source.id, "in.c-rel.orders", _csv(HEADER, body), incremental=True)
                 emu.load_table(source.id, "in.c-rel.events", "day,kind\n2025-01-01,new\n", incremental=True)
+                lines = [[str(rng.randrange(40)), str(rng.randrange(5)), f"changed {seed}"] for _ in range(5)]
+                emu.load_table(source.id, "in.c-rel.lines", _csv(LINES, lines), incremental=True)
+                deleted += delete_rows(emu, source, "in.c-rel.orders", {"id": rng.sample(range(300), 5)})
+                deleted += delete_rows(emu, source, "in.c-rel.lines", {"order_id": [rng.randrange(40)]})
+                deleted += delete_rows(emu, source, "in.c-rel.lines", {"order_id": [rng.randrange(40)], "line": [1, 3]})
+                emu.advance_clock(SYNC_OVERLAP_SECONDS + 60)
                 data.carry_state()
             run = data.run(env_for(emu))
             assert run.returncode == 0, f"seed {seed} step {step}: {run.output[-3000:]}"
-            for table in ("in.c-rel.orders", "in.c-rel.events"):
-                expected = rows(emu, source, table)
-                assert rows(emu, destination, table) == expected, f"seed {seed} step {step}: {table} differs"
-                compared += len(expected)
+            for table in SYNC_TABLES:
+                compared += assert_copy_equal(emu, source, emu, destination, table)
         assert duplicate_loads(emu, destination.id) == []
-        return compared
+        return compared, deleted
 
-    compared = _parallel(one, range(runs))
-    CAMPAIGN.add("1 transient faults / sync", runs=2 * runs, rows_compared=sum(compared))
+    results = _parallel(one, range(runs))
+    CAMPAIGN.add(
+        "1 transient faults / sync",
+        runs=2 * runs,
+        rows_compared=sum(c for c, _ in results),
+        source_rows_deleted=sum(d for _, d in results),
+    )
     CAMPAIGN.add_faults("1 transient faults / sync", emu.faults)

@@ -1,81 +1,190 @@
-"""Part 5: a writer keeps inserting and updating source rows (the emulator's incremental loads: the same engine
-path as an import job) while sync runs alternate with it. After a final sync the destination equals the source,
-row for row; once on one stack, once across two stacks (two emulators sharing the S3 endpoint, own buckets).
+"""Part 5: a writer changes the source as its users do while sync runs alternate with it: upserts (the emulator's
+incremental loads: the same engine path as an import job), row deletes (``DELETE tables/{id}/rows`` jobs with
+whereFilters) and non-key columns added and dropped (column jobs). Five tables: a single, a composite and a
+three-column primary key, and two without a key. After a final sync (no writes any more) every destination table
+equals its source: the same columns in order, primary key and rows. Once on one stack, once across two (two
+emulators sharing the S3 endpoint and the server clock, own buckets).
+
+- A run may fail for a table whose column was dropped between the run's plan and its export: exit 1 with one
+  sentence naming that table; the other tables commit. The final sync must converge.
+- Between runs the server clock moves past the watermark overlap (``advance_clock``), so a change a run missed is
+  not hidden by the next run re-exporting the overlap.
+- The writer's column names are never reused, and the clock never moves while a run is in flight: those two cases
+  are the known gaps pinned by the ``xfail`` tests at the end.
 """
 
 from __future__ import annotations
 
-import random
+import re
 import threading
+import time
 
 import pytest
 
 from emulator import Emulator
-from tests.reliability.conftest import CAMPAIGN, RUNS, env_for, new_data_dir, new_project, rows, sync_params, variants
+from state import SYNC_OVERLAP_SECONDS
+from tests.reliability.conftest import (
+    CAMPAIGN,
+    RUNS,
+    add_column,
+    assert_copy_equal,
+    drop_column,
+    env_for,
+    new_data_dir,
+    new_project,
+    sync_params,
+    variants,
+)
+from tests.reliability.source_tables import SourceChanges, create_source_tables, source_tables
 
-PK_TABLE, APPEND_TABLE = "in.c-live.items", "in.c-live.log"
+BUCKET = "in.c-live"
+TABLES = source_tables(BUCKET)  # items, lines, stock (keys of 1, 2, 3 columns), log, events (no key)
+FAILED_TABLES = re.compile(r"(\d+) of \d+ table\(s\) failed: (.*)\. The other \d+ were committed")
 
 
 class Writer(threading.Thread):
-    def __init__(self, emu, project, seed):
+    """Source changes one after another (``SourceChanges``) until stopped."""
+
+    def __init__(self, emu: Emulator, project, seed):
         super().__init__(daemon=True)
-        self.emu, self.project, self.rng = emu, project, random.Random(seed)
+        self.changes = SourceChanges(emu, project, TABLES, seed)
         self.stop = threading.Event()
-        self.next_id = 100
-        self.writes = 0
         self.error: BaseException | None = None
 
     def run(self):
         try:
             while not self.stop.is_set():
-                updates = [self.rng.randrange(self.next_id) for _ in range(5)]
-                new = list(range(self.next_id, self.next_id + 5))
-                self.next_id += 5
-                body = "".join(f"{i},v{self.writes}-{i}\n" for i in updates + new)
-                self.emu.load_table(self.project.id, PK_TABLE, "id,v\n" + body, incremental=True)
-                self.emu.load_table(self.project.id, APPEND_TABLE, f"n\n{self.writes}\n", incremental=True)
-                self.writes += 1
+                self.changes.step()
                 self.stop.wait(0.05)
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
 
 
+def check_failed_run(run) -> int:
+    """A run that failed while the writer dropped columns: exit 1, one sentence naming each failed table, every one
+    of them failed over a column. Returns how many tables failed."""
+    assert run.returncode == 1, run.output
+    assert "Traceback" not in run.output, run.output
+    message = " ".join(run.error_lines())
+    found = FAILED_TABLES.search(message)
+    assert found, f"no sentence naming the failed tables: {message}"
+    reasons = found.group(2).split("; ")
+    assert len(reasons) == int(found.group(1)), message
+    for reason in reasons:
+        assert any(reason.startswith(f"{t.id} (") for t in TABLES), f"not one of the tables: {reason}"
+        assert "column" in reason.lower(), f"a table failed for another reason than a dropped column: {reason}"
+    return len(reasons)
+
+
 def _campaign(src_emu, dst_emu, tmp_path, runs, seed, part):
     source = new_project(src_emu, "livesrc")
     destination = new_project(dst_emu, "livedst")
-    src_emu.create_bucket(source.id, "live")
-    src_emu.create_table(source.id, PK_TABLE, "id,v\n" + "".join(f"{i},v{i}\n" for i in range(100)), ["id"])
-    src_emu.create_table(source.id, APPEND_TABLE, "n\nstart\n")
+    create_source_tables(src_emu, source, TABLES)
+    src_emu.advance_clock(SYNC_OVERLAP_SECONDS + 60)  # the initial rows are older than any watermark's overlap
     data = new_data_dir(tmp_path / "data")
-    data.write_config(sync_params(src_emu, source, dst_emu, destination, [{"source": "in.c-live"}]))
+    data.write_config(sync_params(src_emu, source, dst_emu, destination, [{"source": BUCKET}]))
     env = env_for(src_emu)
     writer = Writer(src_emu, source, seed)
     writer.start()
+    failed_runs = failed_tables = 0
     try:
         for _ in range(runs):
             run = data.run(env)
-            assert run.returncode == 0, run.output
+            if run.returncode:
+                failed_runs += 1
+                failed_tables += check_failed_run(run)
             data.carry_state()
+            src_emu.advance_clock(SYNC_OVERLAP_SECONDS + 60)
+            assert writer.is_alive(), writer.error
     finally:
         writer.stop.set()
         writer.join()
     assert writer.error is None, writer.error
     final = data.run(env)
     assert final.returncode == 0, final.output
-    compared = 0
-    for table in (PK_TABLE, APPEND_TABLE):
-        expected = rows(src_emu, source, table)
-        assert rows(dst_emu, destination, table) == expected, f"{table} differs after the final sync"
-        compared += len(expected)
-    CAMPAIGN.add(part, runs=runs + 1, source_writes=writer.writes, rows_compared=compared)
+    compared = sum(assert_copy_equal(src_emu, source, dst_emu, destination, t.id) for t in TABLES)
+    CAMPAIGN.add(
+        part,
+        runs=runs + 1,
+        runs_failed_on_dropped_column=failed_runs,
+        tables_failed_on_dropped_column=failed_tables,
+        rows_compared=compared,
+        **writer.changes.counts,
+    )
 
 
-@pytest.mark.parametrize("runs", variants(3, max(5, RUNS // 2)))
+@pytest.mark.parametrize("runs", variants(3, max(5, RUNS // 4)))
 def test_sync_alternating_with_writer_same_stack(emu, tmp_path, runs):
     _campaign(emu, emu, tmp_path, runs, seed=runs, part="5 concurrent writer / same stack")
 
 
-@pytest.mark.parametrize("runs", variants(2, max(5, RUNS // 2)))
+@pytest.mark.parametrize("runs", variants(2, max(5, RUNS // 4)))
 def test_sync_alternating_with_writer_cross_stack(emu, tmp_path, runs):
     with Emulator(workdir=tmp_path / "second-stack", share_storage_with=emu) as other:
         _campaign(emu, other, tmp_path, runs, seed=1000 + runs, part="5 concurrent writer / cross stack")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# known gaps: an incremental sync sees a source change only through the rows' timestamps, and adding or dropping a
+# column changes none
+
+
+ITEMS = f"{BUCKET}.items"
+
+
+def _synced_items(emu, tmp_path):
+    """A source with items (its rows older than the overlap) and a destination after one sync."""
+    source, destination = new_project(emu, "gapsrc"), new_project(emu, "gapdst")
+    emu.create_bucket(source.id, "live")
+    emu.create_table(source.id, ITEMS, "id,v,c\n" + "".join(f"{i},v{i},c{i}\n" for i in range(10)), ["id"])
+    emu.advance_clock(SYNC_OVERLAP_SECONDS + 60)
+    data = new_data_dir(tmp_path / "data")
+    data.write_config(sync_params(emu, source, emu, destination, [{"source": ITEMS}]))
+    first = data.run(env_for(emu))
+    assert first.returncode == 0, first.output
+    data.carry_state()
+    emu.advance_clock(SYNC_OVERLAP_SECONDS + 60)
+    return source, destination, data
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a column added to the source between a run's plan and its export, and filled more than the overlap "
+    "before the export, is added empty to the destination by the next (incremental) run",
+)
+def test_column_added_while_the_export_waits(emu, tmp_path):
+    source, destination, data = _synced_items(emu, tmp_path)
+    # the export request is held 3 s; meanwhile a column is added and filled, and 10 minutes pass on the server
+    held = emu.faults.add(f"POST /v2/storage/tables/{ITEMS}/export-async", kind="slow", delay=3.0, times=1)
+
+    def change_during_the_export():
+        while not held.fired:
+            time.sleep(0.01)
+        add_column(emu, source, ITEMS, "d")
+        emu.load_table(source.id, ITEMS, "id,v,c,d\n3,v3,c3,filled\n", incremental=True)
+        emu.advance_clock(SYNC_OVERLAP_SECONDS * 2)
+
+    changer = threading.Thread(target=change_during_the_export, daemon=True)
+    changer.start()
+    run = data.run(env_for(emu))
+    changer.join(60)
+    assert run.returncode == 0, run.output
+    data.carry_state()
+    emu.advance_clock(SYNC_OVERLAP_SECONDS + 60)
+    again = data.run(env_for(emu))
+    assert again.returncode == 0, again.output
+    assert_copy_equal(emu, source, emu, destination, ITEMS)  # row 3 has d='' in the destination
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a column dropped and added again under the same name between two runs keeps its old values in the "
+    "destination (the source's rows have '' in it, their timestamps unchanged)",
+)
+def test_column_dropped_and_added_again_between_runs(emu, tmp_path):
+    source, destination, data = _synced_items(emu, tmp_path)
+    drop_column(emu, source, ITEMS, "c")
+    add_column(emu, source, ITEMS, "c")
+    run = data.run(env_for(emu))
+    assert run.returncode == 0, run.output
+    assert_copy_equal(emu, source, emu, destination, ITEMS)
