@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -104,7 +105,9 @@ def worker(args: dict) -> None:
                 "diff_s": outcome.diff_seconds,
             }
     wall_inside = time.perf_counter() - started
-    print(RESULT + json.dumps(out | {"wall_inside": wall_inside, "anon_mb": anon.stop()}), flush=True)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out |= {"wall_inside": wall_inside, "anon_mb": anon.stop(), "cpu_s": usage.ru_utime + usage.ru_stime}
+    print(RESULT + json.dumps(out), flush=True)
 
 
 # the parent: emulator, seeding, runs, report ---------------------------------------------------------------------
@@ -219,19 +222,22 @@ def _report(rows, gone, samples, applied, baseline, left, expected, memory_limit
     print(f"DuckDB memory_limit {memory_limit}, threads {threads}; {os.cpu_count()} CPUs, load average {load:.1f}.")
     print(f"Wall times are medians of {len(samples['keep'])} interleaved runs (samples in seconds).")
     print()
-    print("| run | wall s | samples | of which exports s | diff s | delete jobs (server) s | peak RSS MB | anon MB |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    print(
+        "| run | wall s | samples | of which exports s | diff s | delete jobs (server) s | client CPU s "
+        "| peak RSS MB | anon MB |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for name, runs in (("key exports alone", samples["exports"]), ("propagate, keep", samples["keep"])):
         walls = " / ".join(f"{r['wall']:.1f}" for r in runs)
         ex = _median(runs, "export_s") if "export_s" in runs[0] else _median(runs, "wall_inside")
         diff = f"{_median(runs, 'diff_s'):.2f}" if "diff_s" in runs[0] else ""
         print(
-            f"| {name} | {_median(runs, 'wall'):.2f} | {walls} | {ex:.2f} | {diff} | | {max(r['rss'] for r in runs):.0f} "
+            f"| {name} | {_median(runs, 'wall'):.2f} | {walls} | {ex:.2f} | {diff} | | {_median(runs, 'cpu_s'):.1f} | {max(r['rss'] for r in runs):.0f} "
             f"| {max(r['anon_mb'] for r in runs):.0f} |"
         )
     print(
         f"| propagate, apply ({applied['jobs']} delete jobs) | {applied['wall']:.2f} | | {applied['export_s']:.2f} "
-        f"| {applied['diff_s']:.2f} | {delete_jobs:.2f} | {applied['rss']:.0f} "
+        f"| {applied['diff_s']:.2f} | {delete_jobs:.2f} | {applied['cpu_s']:.1f} | {applied['rss']:.0f} "
         f"| {applied['anon_mb']:.0f} |"
     )
     print()
@@ -239,6 +245,10 @@ def _report(rows, gone, samples, applied, baseline, left, expected, memory_limit
     inside = _median(samples["keep"], "wall_inside") / _median(samples["exports"], "wall_inside")
     print(f"- propagate (keep) / exports alone: **{ratio:.2f}x** (goal <= 2x: {'met' if ratio <= 2 else 'not met'}); ")
     print(f"  {inside:.2f}x without the processes' start (interpreter and imports)")
+    cpu = _median(samples["keep"], "cpu_s") - _median(samples["exports"], "cpu_s")
+    print(
+        f"- the diff's own CPU: {cpu:.1f} s (on {os.cpu_count()} otherwise idle cores ~{cpu / os.cpu_count():.1f} s of wall)"
+    )
     apply_client = applied["wall"] - delete_jobs
     print(f"- propagate (apply) without the delete jobs' server time / exports alone: {apply_client / exports:.2f}x")
     anon = max(r["anon_mb"] for r in samples["keep"] + [applied])
