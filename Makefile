@@ -97,6 +97,12 @@ demo: install
 bench: install
 	$(KBC_PY) benchmarks/run.py  # its workers run kbcstorage
 
+# issue 13: 1-200 small tables with 1 s / 3 s storage jobs, parallelism 1/4/8/16 vs kbcstorage, peak RSS of 8 big
+# tables (hours on 2 cores; MANY_QUICK=1 for a smoke run, knobs in the script's docstring)
+.PHONY: bench-tables
+bench-tables: install
+	$(KBC_PY) benchmarks/many_tables.py
+
 reliability: install
 	$(PY) -m pytest -q --timeout=3600 tests/reliability  # the full (slow) variants and the subset; RELIABILITY_RUNS=100
 	$(PY) -m pytest -q -m slow tests/e2e
