@@ -1,5 +1,5 @@
-"""Storage tables: list, detail, create / load from a file, export to a file, delete rows, add / delete columns,
-primary key, metadata, delete.
+"""Storage tables: list, detail, create / load from a file, create a typed table from a definition, export to a
+file, delete rows, add / delete columns, primary key, metadata, delete.
 
 Encodings that differ per endpoint (contract sections 1 and 4): ``columns`` on export and ``primaryKey`` on
 create are comma-separated strings, ``columns`` on import is a list.
@@ -73,6 +73,37 @@ class Tables:
         results = job.get("results") or {}
         return self.detail(results.get("id") or table_id) or results
 
+    def create_definition(
+        self,
+        bucket_id: str,
+        name: str,
+        columns: list[dict],
+        primary_key: list[str] = (),
+        on_submitted: Callable[[dict], None] | None = None,
+    ) -> dict:
+        """``POST buckets/{id}/tables-definition`` (addendum 1a): an empty typed table; waits for the
+        ``tableDefinitionCreate`` job and returns the new table's detail.
+
+        ``columns``: ``{name, definition: {type, length?, nullable?, default?}}`` or ``{name, basetype}`` items.
+        A replay would fail (the table exists), so an ambiguous failure is reconciled against the jobs created since
+        the request was sent (a table of that name dropped and created again has an older job)."""
+        body: dict = {"name": name, "primaryKeysNames": list(primary_key), "columns": [dict(c) for c in columns]}
+        table_id = f"{bucket_id}.{name}"
+
+        def matches(job: dict) -> bool:
+            params = job.get("operationParams") or {}
+            named = params.get("name") if isinstance(params, dict) else None
+            return job.get("operationName") == "tableDefinitionCreate" and (
+                job.get("tableId") == table_id or (job.get("tableId") is None and named in (None, name))
+            )
+
+        job = self._submit_new(f"buckets/{bucket_id}/tables-definition", body, matches)
+        if on_submitted is not None:
+            on_submitted(job)
+        job = self.jobs.wait(job)
+        results = job.get("results") or {}
+        return self.detail(results.get("id") or table_id) or results
+
     def load(
         self,
         table_id: str,
@@ -82,11 +113,14 @@ class Tables:
         columns: list[str] | None = None,
         without_headers: bool = False,
         on_submitted: Callable[[dict], None] | None = None,
+        treat_values_as_null: list[str] | None = None,
         **csv_options: str,
     ) -> dict:
         """import-async from an uploaded file; waits and returns the finished job (results: importedColumns...).
         ``csv_options``: ``delimiter``, ``enclosure`` of the file when they are not Keboola's default.
         ``on_submitted`` receives the accepted job before the wait (the caller remembers it across runs).
+        ``treat_values_as_null``: the values a typed table loads as NULL (Storage's default ``[""]`` makes a quoted
+        empty string NULL too; ``[]`` keeps it an empty string and only an empty unquoted field NULL, addendum 1d).
 
         A replayed import would load the data twice, so an ambiguous failure is reconciled against recent jobs.
         """
@@ -98,6 +132,8 @@ class Tables:
         }
         if columns:
             body["columns"] = list(columns)
+        if treat_values_as_null is not None:
+            body["treatValuesAsNull"] = list(treat_values_as_null)
 
         def matches(job: dict) -> bool:
             return (

@@ -13,11 +13,21 @@ table is dropped instead and created again from the data.
 Columns: columns of the data that the table lacks are added before the load (``POST tables/{id}/columns``, as
 Keboola's output mapping does). Columns of the table that the data lacks are dropped when the target follows a
 source (sync); an import refuses them (the load would fail). A dropped primary-key column is a key change.
+
+Typed tables (``TableTarget.types``: a typed source table, or an input manifest that states types): a missing
+table is created with ``tables-definition`` from the types mapped to the destination bucket's backend (types.py;
+one log line per mapped column), then loaded. A table that follows a typed source must have its types: a column
+of another type (or an untyped table) is one sentence naming the column and both types, or a rebuild with
+``rebuild``. Columns added to a typed table carry their definition (``basetype`` STRING when the data has no
+types, as output mapping does), nullable when the table has rows or is in BigQuery (Storage cannot add a required
+column there). A value that does not fit its type fails the load job: one sentence naming the table, the column
+and the job's message. An untyped target is handled exactly as before.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -29,9 +39,11 @@ from typing import TYPE_CHECKING, Any
 from keboola.component.exceptions import UserException
 
 from configuration import bucket_of, table_name
-from storage_api.errors import StorageApiError
+from storage_api.errors import JobFailed, StorageApiError
+from workflows import types
 from workflows.context import describe_failure, storage_errors
 from workflows.files import write_header_csv
+from workflows.types import TableTypes
 
 if TYPE_CHECKING:
     from storage_api import StorageClient
@@ -53,6 +65,14 @@ class TableTarget:
     rebuild: bool = False  # a changed key drops and recreates the table instead of failing
     metadata: Sequence[Mapping[str, str]] = field(default=(), repr=False)
     column_metadata: Mapping[str, Sequence[Mapping[str, str]]] = field(default_factory=dict, repr=False)
+    # the data's column types (a typed source table, an input manifest stating types); None: untyped data
+    types: TableTypes | None = field(default=None, repr=False)
+    # the data writes NULL as an empty unquoted field and an empty string as "" (a typed table's export): a typed
+    # Snowflake table loads it with treatValuesAsNull [] so that the two stay apart
+    exact_nulls: bool = False
+    # finds the column (of the given candidates) holding a value in the data (None: an empty field), to name the
+    # column of a failed typed load whose message names none (import: the local input)
+    find_value: Callable[[str | None, Sequence[str]], str | None] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -61,6 +81,23 @@ class PreparedTable:
 
     target: TableTarget
     existing: Mapping[str, Any] | None = field(repr=False)
+    backend: str | None = None  # the destination bucket's backend (snowflake, bigquery, ...; None: unknown)
+    # typed creation: the data's types mapped to ``backend`` and one note per mapped column; None: untyped table
+    create_types: TableTypes | None = field(default=None, repr=False)
+    notes: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def typed(self) -> bool:
+        """Whether the table the data goes into is (or will be) typed."""
+        if self.existing is not None:
+            return types.is_typed(self.existing)
+        return self.create_types is not None
+
+    def column_types(self) -> TableTypes | None:
+        """The destination's column types (of the existing table, else of the table to be created)."""
+        if self.existing is not None:
+            return types.from_table_detail(self.existing, types.normalize_backend(self.backend))
+        return self.create_types
 
 
 @dataclass(frozen=True)
@@ -101,39 +138,62 @@ class Destination:
         self.metadata_provider = metadata_provider
         self.tags = tuple(tags)
         self._buckets: dict[str, threading.Lock] = {}
-        self._known_buckets: set[str] = set()
+        self._known_buckets: dict[str, str | None] = {}  # bucket id -> its backend
         self._lock = threading.Lock()
 
     # -- before the transfer ----------------------------------------------------------------------------------
     def prepare(self, target: TableTarget) -> PreparedTable:
-        self.ensure_bucket(bucket_of(target.table_id), for_table=target.table_id)
+        backend = self.ensure_bucket(bucket_of(target.table_id), for_table=target.table_id)
+        create_types, notes = self._creation_types(target, backend)
         existing = self.read(target.table_id)
-        why = self._key_change(target, existing) if existing is not None else None
-        if why:
-            existing = self._rebuild(target, why)
         if existing is not None:
-            existing = self._reconcile_columns(target, existing)
-        return PreparedTable(target, existing)
+            why = self._key_change(target, existing)
+            if why:
+                existing_hint = "set primaryKey to the table's key, " if not target.follows_source else ""
+                existing = self._rebuild(target, why, f"{existing_hint}change the primary key of {target.table_id}, ")
+        if existing is not None:
+            why = self._type_change(target, existing, create_types, backend)
+            if why:
+                existing = self._rebuild(target, why)
+        if existing is not None:
+            existing = self._reconcile_columns(target, existing, create_types, backend)
+        return PreparedTable(target, existing, backend, create_types, tuple(notes))
 
     def read(self, table_id: str) -> dict | None:
         with storage_errors("reading", table_id):
             return self.client.tables.detail(table_id)
 
-    def ensure_bucket(self, bucket_id: str, *, for_table: str) -> None:
+    def ensure_bucket(self, bucket_id: str, *, for_table: str) -> str | None:
+        """Create the bucket when it is missing (once per run); returns its backend (None when unknown)."""
         with self._lock:
             if bucket_id in self._known_buckets:
-                return
+                return self._known_buckets[bucket_id]
             bucket_lock = self._buckets.setdefault(bucket_id, threading.Lock())
         with bucket_lock:  # tables of one bucket starting together create it once
-            if bucket_id not in self._known_buckets:
-                self._create_bucket_if_missing(bucket_id, for_table)
-                with self._lock:
-                    self._known_buckets.add(bucket_id)
+            with self._lock:
+                if bucket_id in self._known_buckets:
+                    return self._known_buckets[bucket_id]
+            bucket = self._create_bucket_if_missing(bucket_id, for_table)
+            backend = str((bucket or {}).get("backend") or "").lower() or self._project_backend()
+            with self._lock:
+                self._known_buckets[bucket_id] = backend
+            return backend
 
-    def _create_bucket_if_missing(self, bucket_id: str, for_table: str) -> None:
+    def _project_backend(self) -> str | None:
+        """The project's default backend (``owner.defaultBackend`` of tokens/verify), None when not told."""
+        verify = getattr(self.client, "verify_token", None)
+        if verify is None:
+            return None
+        with storage_errors("verifying the destination token"):
+            owner = (verify() or {}).get("owner") or {}
+        return str(owner.get("defaultBackend") or "").lower() or None
+
+    def _create_bucket_if_missing(self, bucket_id: str, for_table: str) -> dict | None:
+        """The bucket's detail (the created bucket when it was missing)."""
         with storage_errors("checking bucket", bucket_id):
-            if self.client.buckets.detail(bucket_id) is not None:
-                return
+            bucket = self.client.buckets.detail(bucket_id)
+            if bucket is not None:
+                return bucket
         stage, name = bucket_id.split(".", 1)
         logger.info("Creating bucket %s in the destination project.", bucket_id)
         try:
@@ -152,6 +212,21 @@ class Destination:
                 f"Bucket {bucket_id} was created as {created_id} in the destination project; use {created_id} "
                 f"as the destination bucket."
             )
+        return created
+
+    @staticmethod
+    def _creation_types(target: TableTarget, backend: str | None) -> tuple[TableTypes | None, list[str]]:
+        """The data's types mapped to the bucket's backend, for creating the table (None: an untyped table)."""
+        if target.types is None:
+            return None, []
+        if backend and types.normalize_backend(backend) is None:
+            logger.warning(
+                "Table %s: the %s backend of its bucket has no typed tables; it is created without native types.",
+                target.table_id,
+                backend,
+            )
+            return None, []
+        return target.types.select(target.columns).for_backend(types.normalize_backend(backend), target.primary_key)
 
     @staticmethod
     def _key_change(target: TableTarget, existing: Mapping[str, Any]) -> str | None:
@@ -167,19 +242,40 @@ class Destination:
             )
         return None
 
-    def _rebuild(self, target: TableTarget, why: str) -> None:
+    @staticmethod
+    def _type_change(
+        target: TableTarget, existing: Mapping[str, Any], expected: TableTypes | None, backend: str | None
+    ) -> str | None:
+        """Why an existing table that follows a typed source cannot hold its types (None: it can)."""
+        if not target.follows_source or expected is None:
+            return None
+        backend = types.normalize_backend(backend)
+        shared = [c for c in target.columns if c in (existing.get("columns") or ())]
+        if not types.is_typed(existing):
+            example = next((expected.column(c) for c in shared), None) or (expected.columns or (None,))[0]
+            sample = f" (column {example.name} is {example.text(backend)})" if example else ""
+            return f"it has no native types but {target.origin} has them{sample}"
+        have = types.from_table_detail(existing, backend)
+        found = types.differences(expected, have, backend, shared)
+        if not found:
+            return None
+        column, want, got = found[0]
+        return f"its column {column} is {got} but {target.origin} has {want}"
+
+    def _rebuild(self, target: TableTarget, why: str, fixes: str = "") -> None:
         dest = target.table_id
         if not target.rebuild:
-            existing_hint = "set primaryKey to the table's key, " if not target.follows_source else ""
             raise UserException(
-                f"Table {dest} cannot take the data because {why}; {existing_hint}change the primary key of {dest}, "
+                f"Table {dest} cannot take the data because {why}; {fixes}"
                 f'drop the table so that it is created again, or set schemaChanges to "rebuild".'
             )
         logger.warning("Table %s: dropping and recreating it because %s (schemaChanges: rebuild).", dest, why)
         with storage_errors("dropping", dest):
             self.client.tables.delete(dest)
 
-    def _reconcile_columns(self, target: TableTarget, existing: dict) -> dict:
+    def _reconcile_columns(
+        self, target: TableTarget, existing: dict, expected: TableTypes | None, backend: str | None
+    ) -> dict:
         dest = target.table_id
         present = list(existing.get("columns") or [])
         missing = [c for c in target.columns if c not in present]
@@ -189,17 +285,44 @@ class Destination:
                 f"Table {dest} has column(s) {', '.join(extra)} that {target.origin} lacks, so the load would fail; "
                 f"add them to the input table or drop them from {dest}."
             )
+        typed = types.is_typed(existing)
         for column in missing:
-            logger.info("Table %s: adding column %s (new in %s).", dest, column, target.origin)
+            definition = self._new_column(existing, column, expected, backend) if typed else {}
+            as_type = f" as {_definition_text(definition)}" if definition else ""
+            logger.info("Table %s: adding column %s%s (new in %s).", dest, column, as_type, target.origin)
             with storage_errors(f"adding column {column} to", dest):
-                self.client.tables.add_column(dest, column)
+                self.client.tables.add_column(dest, column, **definition)
         for column in extra:
             logger.info("Table %s: dropping column %s (no longer in %s).", dest, column, target.origin)
             with storage_errors(f"dropping column {column} of", dest):
                 self.client.tables.delete_column(dest, column)
         if not missing and not extra:
             return existing
+        if typed:  # the added columns' definitions are Storage's to tell
+            return self.read(dest) or {**existing, "columns": [c for c in present if c not in extra] + missing}
         return {**existing, "columns": [c for c in present if c not in extra] + missing}
+
+    @staticmethod
+    def _new_column(
+        existing: Mapping[str, Any], column: str, expected: TableTypes | None, backend: str | None
+    ) -> dict[str, Any]:
+        """``definition`` / ``basetype`` of a column added to a typed table: its type from the data, else STRING
+        (output mapping's ``TableStructureModifier``); nullable when Storage cannot add it required."""
+        column_type = expected.column(column) if expected is not None else None
+        if column_type is None:
+            return {"basetype": "STRING"}
+        backend = types.normalize_backend(backend)
+        has_rows = bool(existing.get("rowsCount"))
+        nullable = column_type.nullable or has_rows or backend == types.BIGQUERY
+        if nullable and not column_type.nullable:
+            logger.info(
+                "Table %s: column %s is added nullable (NOT NULL in the data): Storage cannot add a required column "
+                "to %s.",
+                existing.get("id"),
+                column,
+                "a BigQuery table" if backend == types.BIGQUERY else "a table with rows",
+            )
+        return types.column_request(column_type, backend, nullable=nullable)
 
     # -- after the transfer -----------------------------------------------------------------------------------
     def write(
@@ -225,14 +348,10 @@ class Destination:
         with storage_errors("loading", dest):
             if prepared.existing is not None:
                 logger.info("Table %s: %s load.", dest, "incremental" if incremental else "full")
-                return self.client.tables.load(
-                    dest,
-                    data.file_id,
-                    incremental=incremental,
-                    columns=columns if data.headerless else None,
-                    on_submitted=on_submitted,
-                    **data.csv_options(),
-                )
+                return self._load(prepared, data, incremental=incremental, on_submitted=on_submitted)
+            if prepared.create_types is not None:
+                self._create_typed(prepared)
+                return self._load(prepared, data, incremental=False, on_submitted=on_submitted)
             logger.info("Table %s: creating it %s.", dest, pk_text(target.primary_key))
             if not data.headerless:
                 self.client.tables.create(
@@ -246,7 +365,49 @@ class Destination:
                 return None
             # the API cannot create a table from headerless data: create it from a header, then load the data
             self._create_empty(dest, columns, target.primary_key)
-            return self.client.tables.load(dest, data.file_id, incremental=False, columns=columns, **data.csv_options())
+            return self._load(prepared, data, incremental=False, on_submitted=on_submitted)
+
+    def _load(
+        self, prepared: PreparedTable, data: DataFile, *, incremental: bool, on_submitted: Callable | None
+    ) -> dict:
+        """import-async of the data (with ``columns`` when headerless); a typed table keeps NULL and empty strings
+        apart when the data does (``exact_nulls``), and a value that does not fit its type is one sentence."""
+        target = prepared.target
+        typed = prepared.typed
+        options: dict[str, Any] = dict(data.csv_options())
+        if typed and target.exact_nulls and types.normalize_backend(prepared.backend) == types.SNOWFLAKE:
+            # Snowflake's default NULL_IF [''] makes "" NULL too; BigQuery already keeps "" apart (its null marker
+            # applies to unquoted fields only) and would turn an unquoted empty field into '' without it
+            options["treat_values_as_null"] = []
+        try:
+            return self.client.tables.load(
+                target.table_id,
+                data.file_id,
+                incremental=incremental,
+                columns=list(target.columns) if data.headerless else None,
+                on_submitted=on_submitted,
+                **options,
+            )
+        except JobFailed as exc:
+            sentence = type_error(prepared, exc) if typed else None
+            if sentence is None:
+                raise
+            raise UserException(sentence) from exc
+
+    def _create_typed(self, prepared: PreparedTable) -> dict:
+        """An empty typed table from the mapped types (``tables-definition``); one log line per mapped column."""
+        target, backend = prepared.target, types.normalize_backend(prepared.backend)
+        dest = target.table_id
+        where = f"{types.backend_name(backend)} " if backend else ""
+        logger.info("Table %s: creating it as a typed %stable %s.", dest, where, pk_text(target.primary_key))
+        for note in prepared.notes:
+            logger.info("Table %s: %s.", dest, note)
+        return self.client.tables.create_definition(
+            bucket_of(dest),
+            table_name(dest),
+            types.definition_columns(prepared.create_types, backend),
+            list(target.primary_key),
+        )
 
     def _create_empty(self, table_id: str, columns: Sequence[str], primary_key: Sequence[str]) -> dict:
         name = table_name(table_id)
@@ -272,3 +433,90 @@ class Destination:
 
 def pk_text(primary_key: Sequence[str]) -> str:
     return f"with primary key [{', '.join(primary_key)}]" if primary_key else "without a primary key"
+
+
+def _definition_text(request: Mapping[str, Any]) -> str:
+    definition = request.get("definition")
+    if isinstance(definition, Mapping):
+        text = types.NativeType(definition["type"], definition.get("length")).text()
+        return text if definition.get("nullable", True) else f"{text} NOT NULL"
+    return f"base type {request.get('basetype')}"
+
+
+def type_error(prepared: PreparedTable, exc: JobFailed) -> str | None:
+    """The sentence for a typed load that failed on a value that does not fit its column: the table, the column
+    (named by the job's message, else the one column of the type the message names, else found in the data by
+    ``target.find_value``) and the job's message; None when the message is no such failure."""
+    message = (exc.message or "").strip()
+    job_message = str(((exc.job or {}).get("error") or {}).get("message") or "")
+    column_types = prepared.column_types()
+    if column_types is None:
+        return None
+    backend = types.normalize_backend(prepared.backend)
+    columns = [c.name for c in column_types.columns]
+    found = error_column(job_message, columns)
+    names = [found] if found else _columns_of_failed_value(job_message, column_types, backend, prepared.target)
+    if not names:
+        return None
+    described = " or ".join(f"{n} ({column_types.column(n).text(backend)})" for n in names)
+    text = (
+        f"Loading table {prepared.target.table_id} failed: a value of column {described} from "
+        f"{prepared.target.origin} does not fit its type: {message}"
+    )
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+# what a load error that names no column says about the value (Snowflake's conversion errors, addendum 1d)
+_FAILED_VALUE = (
+    (r"Numeric value '(.*?)' is (?:not recognized|out of range)", ("INTEGER", "NUMERIC", "FLOAT")),
+    (r"Boolean value '(.*?)' is not recognized", ("BOOLEAN",)),
+    (r"Date '(.*?)' is not recognized", ("DATE",)),
+    (r"Timestamp '(.*?)' is not recognized", ("TIMESTAMP",)),
+    (r"Time '(.*?)' is not recognized", ("TIME",)),
+    (r"(NULL) result in a non-nullable column", ()),
+)
+
+
+def _columns_of_failed_value(
+    message: str, column_types: TableTypes, backend: str | None, target: TableTarget
+) -> list[str]:
+    """The columns that can hold the failed value's kind: one, or the one the data has the value in
+    (``find_value``), else all of them; [] when the message says nothing about a value."""
+    for pattern, kinds in _FAILED_VALUE:
+        match = re.search(pattern, message, flags=re.DOTALL)
+        if not match:
+            continue
+        null = not kinds
+        candidates = [
+            c.name
+            for c in column_types.columns
+            if c.name in target.columns
+            and (
+                (null and not c.nullable)
+                or c.basetype in kinds
+                or (backend in c.native and c.native[backend].type in kinds)
+            )
+        ]
+        if len(candidates) > 1 and target.find_value is not None:
+            located = target.find_value(None if null else match.group(1), candidates)
+            if located:
+                return [located]
+        return candidates
+    return []
+
+
+def error_column(message: str, columns: Sequence[str]) -> str | None:
+    """The column a load error names: Snowflake's ``["NAME":2]``, BigQuery's ``field NAME``, ``column_name: "NAME"``
+    and ``column "NAME"`` (case-insensitive)."""
+    by_upper = {c.upper(): c for c in columns}
+    for pattern in (
+        r'\["?([^"\]:]+)"?:\d+\]',
+        r'column_name:\s*"([^"]+)"',
+        r'(?:field|column)\s+"([^"]+)"',
+        r"(?:field|column)\s+'?([A-Za-z0-9_]+)",
+    ):
+        for match in re.finditer(pattern, message, flags=re.IGNORECASE):
+            found = by_upper.get(match.group(1).upper())
+            if found:
+                return found
+    return None

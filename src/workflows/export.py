@@ -3,6 +3,13 @@
 Per table: export job -> file detail -> download the slices into a hidden ``.<name>.csv.partial`` folder inside
 out/tables -> atomic rename to ``<name>.csv`` -> only then the manifest. A failed table leaves neither data nor
 manifest behind and its state entry is not advanced.
+
+Manifests: an untyped table gets the legacy manifest (``columns`` when headerless, ``primary_key``, ``metadata``,
+``column_metadata``). A typed table's manifest says its types as output mapping reads them for typed tables
+(addendum 1f), written by keboola.component (``create_out_table_definition`` with a ``schema`` of
+``ColumnDefinition``s, ``write_manifest``): the new format (``schema`` with ``data_type`` {base, <backend>},
+``nullable``, ``primary_key``) when the platform expects it, else the legacy one with the ``KBC.datatype.*`` column
+metadata and the table's ``KBC.datatype.backend`` (output mapping's legacy ``native-types`` path).
 """
 
 from __future__ import annotations
@@ -18,7 +25,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keboola.component.dao import ColumnDefinition, DataType, TableMetadata
+from keboola.component.interface import CommonInterface, init_environment_variables
+
 from state import EXPORT_OVERLAP_SECONDS, Lineage, job_watermark
+from workflows import types
 from workflows.context import RunContext, storage_errors
 from workflows.files import copy_stream, is_gzip, remove_path
 from workflows.metadata import column_metadata_pairs, metadata_pairs
@@ -68,6 +79,11 @@ def export_table(ctx: RunContext, client: StorageClient, plan: PlannedTable) -> 
         plan.source_id,
         f" rows changed since {changed_since} (unix time)" if changed_since is not None else "",
     )
+    column_types = None
+    if types.is_typed(plan.detail):
+        with storage_errors("reading the backend of", plan.source_id):
+            column_types = types.resolve_table_types(client, plan.detail)
+            types.warn_fractions_cut(client, plan.source_id, column_types.select(plan.columns), "exported")
     progress = Progress(plan.source_id, "downloaded")
     out_dir = ctx.tables_out
     final = out_dir / f"{plan.name}.csv"
@@ -97,7 +113,10 @@ def export_table(ctx: RunContext, client: StorageClient, plan: PlannedTable) -> 
     finally:
         remove_path(partial)
 
-    _write_manifest(final, _manifest(plan, headerless=headerless))
+    if column_types is None:
+        _write_manifest(final, _manifest(plan, headerless=headerless))
+    else:
+        write_typed_manifest(ctx.data_dir, final, plan, column_types, headerless=headerless)
     rows = plan.detail.get("rowsCount") if not plan.filtered and changed_since is None else None
     cache = " (export cache hit)" if getattr(result, "cache_hit", False) else ""
     logger.info(progress.summary("exported", rows, size) + cache)
@@ -173,3 +192,83 @@ def _write_manifest(data_path: Path, manifest: dict) -> None:
     tmp = data_path.with_name(f".{data_path.name}.manifest.partial")
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
+
+
+class _OutputManifests(CommonInterface):
+    """keboola.component's table definitions and manifest writer for out/tables. ``CommonInterface.__init__`` is not
+    run: it would install the library's log handlers again, over the component's (redacting) ones."""
+
+    def __init__(self, data_dir: Path):  # no super().__init__(): see the class docstring
+        self.environment_variables = init_environment_variables()
+        self.data_folder_path = str(data_dir)
+
+
+class _ColumnDefinition(ColumnDefinition):
+    """``ColumnDefinition`` whose manifest entry keeps ``nullable: false`` (the library drops every False value,
+    so a NOT NULL column would read as nullable)."""
+
+    def to_dict(self, name: str):
+        result = super().to_dict(name)
+        if self.nullable is False:
+            result["nullable"] = False
+        return result
+
+
+def typed_schema(
+    plan: PlannedTable, column_types: types.TableTypes, column_metadata: dict[str, list[dict]]
+) -> dict[str, ColumnDefinition]:
+    """The manifest ``schema`` of the exported columns: base type (with the length that carries meaning) and the
+    native type of the source's backend; key columns NOT NULL; column metadata without Storage's type entries."""
+    schema: dict[str, ColumnDefinition] = {}
+    for column in column_types.select(plan.columns).columns:
+        data_types = {"base": DataType(column.basetype, length=column.length)}
+        for backend, native in column.native.items():
+            data_types[backend] = DataType(native.type, length=native.length, default=native.default)
+        metadata = {p["key"]: p["value"] for p in types.without_type_metadata(column_metadata.get(column.name, []))}
+        schema[column.name] = _ColumnDefinition(
+            data_types=data_types,
+            nullable=column.nullable and column.name not in plan.primary_key,
+            metadata=metadata or None,
+        )
+    return schema
+
+
+def write_typed_manifest(
+    data_dir: Path, data_path: Path, plan: PlannedTable, column_types: types.TableTypes, *, headerless: bool
+) -> Path:
+    """The manifest of a typed table, by keboola.component (the format the platform expects: see the module
+    docstring), written into a hidden ``.partial`` folder and renamed next to the data (never half-written)."""
+    manifests = _OutputManifests(data_dir)
+    column_metadata = column_metadata_pairs(plan.detail.get("columnMetadata"), plan.columns)
+    table_metadata = TableMetadata()
+    for pair in types.without_type_metadata(metadata_pairs(plan.detail.get("metadata"))):
+        table_metadata.add_table_metadata(pair["key"], pair["value"])
+    if column_types.backend:  # the legacy native-types path keeps native types only with the backend named
+        table_metadata.add_table_metadata(types.BACKEND_KEY, column_types.backend)
+    definition = manifests.create_out_table_definition(
+        data_path.name,
+        is_sliced=headerless,
+        destination=plan.destination_id,
+        primary_key=list(plan.primary_key),
+        schema=typed_schema(plan, column_types, column_metadata),
+        incremental=bool(plan.settings.incremental),
+        table_metadata=table_metadata,
+        has_header=not headerless,
+    )
+    # the legacy format's column_metadata: set after the definition is built, so that the new format's schema
+    # metadata stays the user's (the definition copies TableMetadata's column metadata into it when it is built)
+    for column in column_types.select(plan.columns).columns:
+        pairs = {p["key"]: p["value"] for p in types.without_type_metadata(column_metadata.get(column.name, []))}
+        pairs.update(types.legacy_column_metadata(column, column_types.backend))
+        definition.table_metadata.column_metadata[column.name] = pairs
+    work = data_path.with_name(f".{data_path.name}.manifest.partial")
+    remove_path(work)
+    work.mkdir()
+    try:
+        definition.full_path = str(work / data_path.name)
+        manifests.write_manifest(definition)
+        path = data_path.with_name(data_path.name + ".manifest")
+        os.replace(work / f"{data_path.name}.manifest", path)
+    finally:
+        remove_path(work)
+    return path

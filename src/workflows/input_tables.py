@@ -17,6 +17,7 @@ from keboola.component.exceptions import UserException
 from configuration import TABLE_ID_RE, table_name
 from workflows.files import is_gzip
 from workflows.metadata import column_metadata_pairs, metadata_pairs
+from workflows.types import TableTypes, from_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +88,16 @@ class InputTable:
         value = self.manifest.get("enclosure")
         return value if isinstance(value, str) else '"'
 
+    def _dialect(self) -> dict[str, Any]:
+        dialect: dict[str, Any] = {"delimiter": self.delimiter}
+        dialect.update({"quotechar": self.enclosure} if self.enclosure else {"quoting": csv.QUOTE_NONE})
+        return dialect
+
     def read_header(self) -> list[str]:
         opener = gzip.open if is_gzip(self.path) else open
-        dialect = {"delimiter": self.delimiter}
-        dialect.update({"quotechar": self.enclosure} if self.enclosure else {"quoting": csv.QUOTE_NONE})
         try:
             with opener(self.path, "rt", encoding="utf-8", newline="") as f:
-                header = next(csv.reader(f, **dialect), None)
+                header = next(csv.reader(f, **self._dialect()), None)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise UserException(
                 f"The header of input table in/tables/{self.file_name} cannot be read ({exc}); the file must be "
@@ -104,6 +108,26 @@ class InputTable:
                 f"Input table in/tables/{self.file_name} is empty (no header row); fix the input mapping."
             )
         return header
+
+    def find_value(self, columns: Sequence[str], value: str | None, candidates: Sequence[str]) -> str | None:
+        """The first of ``candidates`` that holds ``value`` (None: an empty field) in some row of the data, read in
+        order (``columns``: the data's columns); None when no row has it there or the file cannot be read."""
+        indexes = {columns.index(c): c for c in candidates if c in columns}
+        try:
+            for path in self.slices() if self.sliced else [self.path]:
+                opener = gzip.open if is_gzip(path) else open
+                with opener(path, "rt", encoding="utf-8", newline="") as f:
+                    reader = csv.reader(f, **self._dialect())
+                    if not self.headerless:
+                        next(reader, None)
+                    for row in reader:
+                        for index, column in indexes.items():
+                            cell = row[index] if index < len(row) else ""
+                            if cell == ("" if value is None else value):
+                                return column
+        except (OSError, UnicodeDecodeError, csv.Error):
+            return None
+        return None
 
     def fingerprint(self, *extra: Any) -> str:
         """A digest of the data (every byte, streamed) and ``extra``: the same input loaded the same way."""
@@ -120,6 +144,11 @@ class InputTable:
         if isinstance(description, str) and description and not any(p["key"] == "KBC.description" for p in pairs):
             pairs.append({"key": "KBC.description", "value": description})
         return pairs
+
+    def types(self, columns: Sequence[str]) -> TableTypes | None:
+        """The column types the manifest states (``schema`` data types, or legacy ``KBC.datatype.*`` column
+        metadata); None when it states none (an untyped input)."""
+        return from_manifest(self.manifest, columns)
 
     def column_metadata(self, columns: Sequence[str]) -> dict[str, list[dict]]:
         result = column_metadata_pairs(self.manifest.get("column_metadata"), columns)

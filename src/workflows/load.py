@@ -1,8 +1,10 @@
 """Import mode: input tables (in/tables) -> destination project.
 
-Per input table: plan (columns, primary key, destination id) -> destination step, first half (bucket, existing
-table, key) -> upload (one gzip file, gzip slices cut from a large plain CSV, or the slices of a sliced input) ->
-destination step, second half (create or load, metadata from the input manifest).
+Per input table: plan (columns, primary key, destination id, the types its manifest states) -> destination step,
+first half (bucket, existing table, key) -> upload (one gzip file, gzip slices cut from a large plain CSV, or the
+slices of a sliced input) -> destination step, second half (create or load, metadata from the input manifest).
+A manifest with types (``schema`` data types, or legacy ``KBC.datatype.*`` column metadata) creates a missing table
+typed (``tables-definition``); an existing table is loaded as it is, as output mapping does.
 Loads are never retried here: the client reconciles ambiguous import requests, so data is never loaded twice.
 """
 
@@ -29,6 +31,7 @@ from workflows.input_tables import InputTable, discover_inputs
 from workflows.plan import PlannedInput, plan_inputs
 from workflows.progress import Progress
 from workflows.runner import TableOutcome, TableRunner, finish
+from workflows.types import without_type_metadata
 
 if TYPE_CHECKING:
     from state import StateStore
@@ -62,14 +65,20 @@ def run(ctx: RunContext) -> None:
 
 def import_table(ctx: RunContext, destination: Destination, plan: PlannedInput, runner: TableRunner) -> TableOutcome:
     client, table, state = destination.client, plan.table, ctx.state
+    metadata, column_metadata = table.metadata(), table.column_metadata(plan.columns)
+    if plan.types is not None:  # the types go into the definition; Storage writes its own KBC.datatype.* entries
+        metadata = without_type_metadata(metadata)
+        column_metadata = {c: kept for c, pairs in column_metadata.items() if (kept := without_type_metadata(pairs))}
     target = TableTarget(
         table_id=plan.destination_id,
         origin=f"input table {plan.where}",
         columns=plan.columns,
         primary_key=plan.primary_key,
         key_required=plan.primary_key_configured or bool(plan.primary_key),
-        metadata=table.metadata(),
-        column_metadata=table.column_metadata(plan.columns),
+        metadata=metadata,
+        column_metadata=column_metadata,
+        types=plan.types,
+        find_value=lambda value, candidates: table.find_value(plan.columns, value, candidates),
     )
     prepared = destination.prepare(target)
     with ThreadPoolExecutor(1, thread_name_prefix="fingerprint") as hashing:

@@ -21,6 +21,7 @@ from keboola.component.exceptions import UserException
 from configuration import BUCKET_ID_RE, TABLE_ID_RE, TABLE_NAME_RE, TableSettings, bucket_of, table_name, with_source
 from workflows.context import storage_errors
 from workflows.input_tables import InputTable
+from workflows.types import TableTypes
 
 if TYPE_CHECKING:
     from storage_api import StorageClient
@@ -229,6 +230,7 @@ class PlannedInput:
     columns: tuple[str, ...]  # columns of the data, in order (header row, else the manifest's columns)
     primary_key: tuple[str, ...]  # configured ``primaryKey``, else the manifest's
     primary_key_configured: bool
+    types: TableTypes | None = field(default=None, repr=False)  # the types the manifest states (None: untyped)
 
     @property
     def where(self) -> str:
@@ -287,7 +289,7 @@ def _plan_input(table: InputTable, settings: TableSettings, default_bucket: str 
                 f"The primary key column {column} is not a column of input table {where} "
                 f"(columns: {', '.join(columns)}); fix 'primaryKey'."
             )
-    return PlannedInput(table, settings, dest, tuple(columns), primary_key, configured)
+    return PlannedInput(table, settings, dest, tuple(columns), primary_key, configured, table.types(columns))
 
 
 def _input_destination(table: InputTable, settings: TableSettings, default_bucket: str | None) -> str:

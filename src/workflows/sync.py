@@ -8,7 +8,9 @@ Per planned source table (``parallelism`` tables at a time, each isolated from t
    selection (``state.Lineage``); otherwise a full copy, with the reason in the log;
 3. transfer: export (rows changed since the watermark, or all) and copy the slices file storage to file storage
    without decompressing them;
-4. destination step, second half: create or load (incremental upsert by primary key, or full);
+4. destination step, second half: create or load (incremental upsert by primary key, or full); a typed source
+   table is created typed (``tables-definition``, its native types when the backends match, else its base types)
+   and its columns must keep their types (destination.py, types.py);
 5. deletes: after an incremental load, keys in the destination that are no longer in the source selection are
    deleted (``deletes: propagate``, the default) or counted (``keep``); a full load needs none;
 6. metadata, then the state commit (watermark = the export job's server start time minus an overlap).
@@ -26,6 +28,7 @@ from keboola.component.exceptions import UserException
 
 from configuration import Configuration, table_name
 from state import SYNC_OVERLAP_SECONDS, Lineage, job_watermark
+from workflows import types
 from workflows.context import RunContext, storage_errors
 from workflows.deletes import propagate_deletes
 from workflows.destination import DataFile, Destination, TableTarget
@@ -125,6 +128,17 @@ def sync_table(run: SyncRun, plan: PlannedTable) -> TableOutcome:
     dest_id = plan.destination_id
     pk = list(plan.primary_key)
     columns = list(plan.columns)
+    metadata = metadata_pairs(plan.detail.get("metadata"))
+    column_metadata = column_metadata_pairs(plan.detail.get("columnMetadata"), columns)
+    source_types = None
+    if types.is_typed(plan.detail):
+        with storage_errors("reading the backend of", plan.source_id):
+            source_types = types.resolve_table_types(source, plan.detail)
+        # the types travel as the definition; Storage's KBC.datatype.* entries describe the source's backend
+        metadata = types.without_type_metadata(metadata)
+        column_metadata = {
+            c: kept for c, pairs in column_metadata.items() if (kept := types.without_type_metadata(pairs))
+        }
     target = TableTarget(
         table_id=dest_id,
         origin=f"source table {plan.source_id}",
@@ -132,11 +146,19 @@ def sync_table(run: SyncRun, plan: PlannedTable) -> TableOutcome:
         primary_key=plan.primary_key,
         follows_source=True,
         rebuild=plan.settings.schema_changes == "rebuild",
-        metadata=metadata_pairs(plan.detail.get("metadata")),
-        column_metadata=column_metadata_pairs(plan.detail.get("columnMetadata"), columns),
+        metadata=metadata,
+        column_metadata=column_metadata,
+        types=source_types,
+        exact_nulls=source_types is not None,
     )
     prepared = destination.prepare(target)
     existing = prepared.existing
+    if source_types is not None:
+        with storage_errors("verifying the source token"):
+            types.warn_fractions_cut(source, plan.source_id, source_types.select(columns), "copied")
+    # deleted rows are found by comparing the keys both sides export, as text: a key the two backends print
+    # differently cannot be matched, so such a table is copied in full
+    unmatched_key = types.key_text_differs(source_types, pk, prepared.backend)
 
     lineage = Lineage(
         source=run.source_project,
@@ -153,12 +175,20 @@ def sync_table(run: SyncRun, plan: PlannedTable) -> TableOutcome:
             "key would duplicate rows).",
             plan.source_id,
         )
-    incremental = bool(plan.settings.incremental and pk and watermark is not None and existing is not None)
+    incremental = bool(
+        plan.settings.incremental and pk and watermark is not None and existing is not None and not unmatched_key
+    )
     if incremental:
         logger.info("Table %s: copying rows changed since %d (unix time) to %s.", plan.source_id, watermark, dest_id)
     else:
         if watermark is not None:
             reason = "incremental is off" if not plan.settings.incremental else "no primary key"
+            if plan.settings.incremental and pk and unmatched_key:
+                reason = (
+                    f"key column {unmatched_key} is {source_types.column(unmatched_key).basetype}, which "
+                    f"{types.backend_name(source_types.backend)} and {types.backend_name(prepared.backend)} export "
+                    f"as different text, so deleted rows cannot be matched incrementally"
+                )
         logger.info("Table %s: full copy to %s (%s).", plan.source_id, dest_id, reason)
 
     progress = Progress(plan.source_id, "copied")
