@@ -21,7 +21,10 @@ of another type (or an untyped table) is one sentence naming the column and both
 ``rebuild``. Columns added to a typed table carry their definition (``basetype`` STRING when the data has no
 types, as output mapping does), nullable when the table has rows or is in BigQuery (Storage cannot add a required
 column there). A value that does not fit its type fails the load job: one sentence naming the table, the column
-and the job's message. An untyped target is handled exactly as before.
+and the job's message. Typed data loads into Snowflake with ``treatValuesAsNull: []`` so that "" stays an empty
+string and only an empty unquoted field is NULL (as typed exports write them); data that writes NULL as "" in a
+column that is not a string fails that load (which loads nothing) and is loaded once more with Storage's default.
+An untyped target is handled exactly as before.
 """
 
 from __future__ import annotations
@@ -375,11 +378,13 @@ class Destination:
         target = prepared.target
         typed = prepared.typed
         options: dict[str, Any] = dict(data.csv_options())
-        if typed and target.exact_nulls and types.normalize_backend(prepared.backend) == types.SNOWFLAKE:
+        exact = typed and target.exact_nulls and types.normalize_backend(prepared.backend) == types.SNOWFLAKE
+        if exact:
             # Snowflake's default NULL_IF [''] makes "" NULL too; BigQuery already keeps "" apart (its null marker
             # applies to unquoted fields only) and would turn an unquoted empty field into '' without it
             options["treat_values_as_null"] = []
-        try:
+
+        def load() -> dict:
             return self.client.tables.load(
                 target.table_id,
                 data.file_id,
@@ -388,6 +393,23 @@ class Destination:
                 on_submitted=on_submitted,
                 **options,
             )
+
+        try:
+            try:
+                return load()
+            except JobFailed as exc:
+                if not exact or not _EMPTY_VALUE_REFUSED.search(str((exc.job.get("error") or {}).get("message"))):
+                    raise
+                # the data writes NULL as "" (a CSV quoted throughout, not a Storage export): the failed job loaded
+                # nothing, so the load is sent again with Storage's default, which reads "" as NULL
+                logger.warning(
+                    'Table %s: %s writes empty values as "" in columns that are not strings; loading it again with '
+                    'Storage\'s default, which reads every "" as NULL (also in string columns).',
+                    target.table_id,
+                    target.origin,
+                )
+                del options["treat_values_as_null"]
+                return load()
         except JobFailed as exc:
             sentence = type_error(prepared, exc) if typed else None
             if sentence is None:
@@ -465,6 +487,9 @@ def type_error(prepared: PreparedTable, exc: JobFailed) -> str | None:
     )
     return text if text.endswith((".", "!", "?")) else text + "."
 
+
+# a Snowflake conversion error on an empty quoted value (a NUMBER / DATE / ... column given "" with NULL_IF ())
+_EMPTY_VALUE_REFUSED = re.compile(r"(?:value|Date|Timestamp|Time) '' is not recognized")
 
 # what a load error that names no column says about the value (Snowflake's conversion errors, addendum 1d)
 _FAILED_VALUE = (

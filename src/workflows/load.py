@@ -78,6 +78,7 @@ def import_table(ctx: RunContext, destination: Destination, plan: PlannedInput, 
         metadata=metadata,
         column_metadata=column_metadata,
         types=plan.types,
+        exact_nulls=plan.types is not None,  # typed data: "" apart from NULL (empty unquoted) where it can be
         find_value=lambda value, candidates: table.find_value(plan.columns, value, candidates),
     )
     prepared = destination.prepare(target)

@@ -637,3 +637,23 @@ def test_key_text_differs_for_decimal_float_and_timestamp_keys_across_backends()
     assert types.key_text_differs(table, ["id", "amount"], BIGQUERY) == "amount"
     assert types.key_text_differs(table, ["ts"], SNOWFLAKE) is None  # same backend: the same text
     assert types.key_text_differs(None, ["ts"], BIGQUERY) is None
+
+
+def test_data_writing_null_as_quoted_empty_is_loaded_again_with_storages_null_handling(caplog):
+    client = FakeStorage(buckets={"in.c-b": {"id": "in.c-b", "backend": "snowflake"}})
+    failures = [_failed("Table import error: Load error: Numeric value '' is not recognized")]
+
+    def load(table_id, file_id, **options):
+        client.calls.append(("load", table_id, options))
+        if failures:
+            raise failures.pop()
+        return {"id": 2, "status": "success"}
+
+    client.tables.load = load
+    destination = Destination(client, metadata_provider="p", tags=())
+    prepared = destination.prepare(_target(snowflake_types()))
+    with caplog.at_level(logging.WARNING):
+        destination.write(prepared, DataFile(7, headerless=True), incremental=False)
+    loads = [c[2] for c in client.calls if c[0] == "load"]
+    assert [o.get("treat_values_as_null") for o in loads] == [[], None]
+    assert 'loading it again with Storage\'s default, which reads every "" as NULL' in caplog.text
