@@ -146,15 +146,22 @@ class TableRunner:
             return outcome, None
         except Stopped as exc:
             return TableOutcome(name, "-", status="stopped", reason=str(exc)), None
-        except UserException as exc:
-            logger.error("%s", exc) if name in str(exc) else logger.error("Table %s failed: %s", name, exc)
-            return TableOutcome(name, "-", seconds=time.monotonic() - started, status="failed", reason=str(exc)), None
-        except Exception as exc:
-            logger.exception("Table %s failed with an unexpected error.", name)
-            outcome = TableOutcome(name, "-", seconds=time.monotonic() - started, status="failed", reason=repr(exc))
-            return outcome, exc
+        except Exception as exc:  # noqa: BLE001 - a table's failure, whatever it is, must not stop the others
+            if not self.stopping.is_set():
+                return self._failed(name, exc, started)
+            # the run is being stopped and its clients closed: what fails now is the interruption, not a bug
+            logger.info("Table %s: stopped before it was committed (%s).", name, type(exc).__name__)
+            return TableOutcome(name, "-", status="stopped", reason="the job was stopped"), None
         finally:
             current_table.reset(token)
+
+    def _failed(self, name: str, exc: Exception, started: float) -> tuple[TableOutcome, BaseException | None]:
+        seconds = time.monotonic() - started
+        if isinstance(exc, UserException):
+            logger.error("%s", exc) if name in str(exc) else logger.error("Table %s failed: %s", name, exc)
+            return TableOutcome(name, "-", seconds=seconds, status="failed", reason=str(exc)), None
+        logger.exception("Table %s failed with an unexpected error.", name)
+        return TableOutcome(name, "-", seconds=seconds, status="failed", reason=repr(exc)), exc
 
 
 def finish(outcomes: Sequence[TableOutcome], what: str, *, summary: bool = True) -> None:

@@ -322,11 +322,6 @@ def test_sigterm_with_tables_in_flight(emu, tmp_path, runs):
     CAMPAIGN.add("4 SIGTERM / sync 10 tables in flight", runs=4 * runs, **figures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a SIGTERM the run closes its clients while tables are still in flight; such a table logs 'failed "
-    "with an unexpected error' with a traceback (RuntimeError: cannot schedule new futures after shutdown)",
-)
 def test_a_table_whose_client_closes_under_a_stop_is_stopped(caplog):
     """In process, what the component does on a SIGTERM with a table in flight: the runner is stopping and the
     table's next transfer finds the client closed (``TransferManager.close`` shut its pool down)."""
