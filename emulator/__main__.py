@@ -109,6 +109,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_PARALLELISM,
         help="storage jobs one project processes at once, the others wait (storage.jobsParallelism, default 10)",
     )
+    serve.add_argument(
+        "--default-backend",
+        default="snowflake",
+        choices=["snowflake", "bigquery"],
+        help="the projects' default backend (tokens/verify owner.defaultBackend), where buckets are created",
+    )
+    serve.add_argument(
+        "--backends",
+        default=None,
+        help="the projects' assigned backends, comma-separated (default: just the default backend)",
+    )
     serve.add_argument("--workdir", default=None, help="working directory (default: a temporary one)")
     serve.add_argument(
         "--maintenance", action="store_true", help="start in maintenance mode (503); SIGUSR1 toggles it at runtime"
@@ -161,10 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         emu.start()
-        projects = [emu.create_project(f"Project {i}") for i in range(1, max(args.projects, 0) + 1)]
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+        project_options = {"default_backend": args.default_backend, "backends": backends}
+        projects = [emu.create_project(f"Project {i}", **project_options) for i in range(1, max(args.projects, 0) + 1)]
         if args.seed_demo:
             if not projects:
-                projects.append(emu.create_project("Project 1"))
+                projects.append(emu.create_project("Project 1", **project_options))
             seed_demo(emu, projects[0].id, seed=args.seed if args.seed is not None else 42)
         line = {
             "url": emu.url,

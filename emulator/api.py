@@ -26,7 +26,7 @@ from .engine import TableEngine
 from .faults import FaultInjector
 from .filestorage import create_file_storage
 from .jobs import DEFAULT_PARALLELISM
-from .models import StorageBackend
+from .models import ColumnRequest, StorageBackend
 from .server import ServerThread, StorageApiApp
 
 
@@ -208,9 +208,18 @@ class Emulator:
         self.app.set_maintenance(enabled, reason=reason, retry_after=retry_after)
 
     # projects and tokens -------------------------------------------------------------------------------------------
-    def create_project(self, name: str = "Emulated project") -> Project:
+    def create_project(
+        self,
+        name: str = "Emulated project",
+        *,
+        default_backend: str = "snowflake",
+        backends: list[str] | tuple[str, ...] | None = None,
+    ) -> Project:
+        """A project with its master token. ``default_backend`` (``snowflake`` | ``bigquery``): the backend of
+        buckets created without one (``tokens/verify`` ``owner.defaultBackend``); ``backends``: the assigned
+        backends (``owner.assignedBackends``, default ``[default_backend]``), the ones a bucket may be created on."""
         self._require_started()
-        project, master = self.backend.create_project(name)
+        project, master = self.backend.create_project(name, default_backend=default_backend, backends=backends)
         return Project(id=project.id, name=project.name, token=master.secret)
 
     def create_token(
@@ -239,10 +248,16 @@ class Emulator:
         self.backend.revoke_token(token)
 
     # buckets and tables ----------------------------------------------------------------------------------------------
-    def create_bucket(self, project_id: int, name: str, stage: str = "in", description: str = "") -> str:
+    def create_bucket(
+        self, project_id: int, name: str, stage: str = "in", description: str = "", backend: str | None = None
+    ) -> str:
+        """``backend``: ``snowflake`` | ``bigquery`` (one of the project's assigned backends); None: the project's
+        default backend."""
         self._require_started()
         master = self.backend.master_token(project_id)
-        return self.backend.create_bucket(master, name=name, stage=stage, description=description)["id"]
+        return self.backend.create_bucket(master, name=name, stage=stage, description=description, backend=backend)[
+            "id"
+        ]
 
     def create_table(self, project_id: int, table_id: str, csv_data, primary_key=()) -> dict:
         """Create ``table_id`` from a CSV with a header (a path or the CSV text); returns the table detail.
@@ -250,6 +265,32 @@ class Emulator:
         self._require_started()
         with self._csv_file(csv_data) as path:
             return self.backend.create_table_direct(project_id, table_id, path, list(primary_key))
+
+    def create_typed_table(
+        self,
+        project_id: int,
+        table_id: str,
+        columns: list[dict],
+        primary_key=(),
+        rows_csv=None,
+        **bigquery_options,
+    ) -> dict:
+        """Create ``table_id`` as ``POST buckets/{id}/tables-definition`` does (the same checks and errors), on the
+        bucket's backend: ``columns`` ``[{"name", "definition": {"type", "length"?, "nullable"?, "default"?}}]``
+        and / or ``"basetype"``; ``primary_key`` (its columns default to NOT NULL). ``rows_csv`` (a path or CSV text
+        with a header): loaded right after, checked against the types as an import is. ``bigquery_options``:
+        ``timePartitioning``, ``clustering``, ``rangePartitioning``. Returns the table detail."""
+        self._require_started()
+        requests = [
+            ColumnRequest(name=c["name"], definition=c.get("definition"), basetype=c.get("basetype")) for c in columns
+        ]
+        detail = self.backend.create_table_definition_direct(
+            project_id, table_id, requests, list(primary_key), bigquery_options
+        )
+        if rows_csv is not None:
+            self.load_table(project_id, table_id, rows_csv)
+            detail = self.table_detail(project_id, table_id)
+        return detail
 
     def load_table(self, project_id: int, table_id: str, csv_data, incremental: bool = False) -> dict:
         """Import a CSV with a header into an existing table; returns the import job results."""
@@ -262,9 +303,13 @@ class Emulator:
         return self.backend.get_table(self.backend.master_token(project_id), table_id)
 
     def table_rows(self, project_id: int, table_id: str) -> list[dict]:
-        """All rows of a table as dicts (column order of the table; row order unspecified)."""
+        """All rows of a table as dicts (column order of the table; row order unspecified). A typed table's values
+        are printed as its exports print them, NULL as None."""
         self._require_started()
         table = self.backend.table_for(project_id, table_id)
+        if table.is_typed:
+            columns, rows = self.engine.preview(table.handle, limit=None, style="export")
+            return [dict(zip(columns, row, strict=True)) for row in rows]
         out = Path(tempfile.mkdtemp(prefix="rows-", dir=self.workdir))
         try:
             slices = self.engine.export(table.handle, out, gzip=False)

@@ -4,6 +4,11 @@ Tables hold VARCHAR columns plus the managed ``_timestamp`` column (TIMESTAMP, n
 ``changedSince``/``changedUntil`` filter on. Keboola string tables have no NULL: every value that
 enters a table is coalesced to ``''`` and every value that leaves it is written as a quoted string.
 
+Typed tables (``create(..., types=...)``, a ``types.ColumnType`` per column) store DuckDB-typed values and NULLs:
+a load applies the backend's NULL rules, refuses the values the backend refuses (the job error the backend gives)
+and casts; exports and previews print values as the backend does, NULL as an empty unquoted field / ``None``;
+where filters compare as the column's type.
+
 Speed notes (2-core machine, 10M rows / 1.5 GB CSV):
 - storage is forced uncompressed: DuckDB's string compression analysis triples the insert time;
 - gzip is decompressed and compressed with isal (several times faster than DuckDB's miniz), so DuckDB
@@ -30,6 +35,7 @@ from pathlib import Path
 import duckdb
 
 from .errors import ColumnsNotMatch, NotFound, ValidationError
+from .types import STRING, ColumnType, LoadPosition
 
 try:  # isal is a project dependency; the stdlib fallback keeps the module importable anywhere
     from isal import igzip as _gzip
@@ -133,6 +139,7 @@ class TableEngine:
         self._locks: dict[str, threading.RLock] = {}
         self._stats: dict[str, tuple[int, int]] = {}
         self._writes: dict[str, int] = {}  # per-handle write counter: a stale stats result is never cached
+        self._types: dict[str, dict[str, ColumnType]] = {}  # typed tables: column -> type
 
     # -- plumbing -------------------------------------------------------------------------------------
 
@@ -166,12 +173,30 @@ class TableEngine:
 
     # -- tables ---------------------------------------------------------------------------------------
 
-    def create(self, handle: str, columns: list[str]) -> None:
+    def create(self, handle: str, columns: list[str], *, types: dict[str, ColumnType] | None = None) -> None:
+        """``types``: a typed table (every column typed); None: VARCHAR columns."""
         _check_columns(columns)
-        defs = ", ".join(f"{quote_ident(c)} VARCHAR DEFAULT ''" for c in columns)
+        if types is not None:
+            missing = [c for c in columns if c not in types]
+            if missing:
+                raise ValueError(f"typed table without a type for {missing}")
+            defs = ", ".join(f"{quote_ident(c)} {types[c].storage_sql}" for c in columns)
+        else:
+            defs = ", ".join(f"{quote_ident(c)} VARCHAR DEFAULT ''" for c in columns)
         with self._lock(handle), self._cursor() as cur:
             cur.execute(f"CREATE TABLE {self._table(handle)} ({defs}, {quote_ident(TIMESTAMP_COLUMN)} TIMESTAMP)")
+            with self._guard:
+                if types is not None:
+                    self._types[handle] = {c: types[c] for c in columns}
+                else:
+                    self._types.pop(handle, None)
         self._changed(handle)
+
+    def types(self, handle: str) -> dict[str, ColumnType] | None:
+        """The column types of a typed table (a copy), None for an untyped one."""
+        with self._guard:
+            types = self._types.get(handle)
+            return dict(types) if types is not None else None
 
     def drop(self, handle: str) -> None:
         with self._lock(handle), self._cursor() as cur:
@@ -179,19 +204,32 @@ class TableEngine:
         self._changed(handle)
         with self._guard:
             self._locks.pop(handle, None)
+            self._types.pop(handle, None)
 
     def truncate(self, handle: str) -> None:
         with self._lock(handle), self._cursor() as cur:
             cur.execute(f"DELETE FROM {self._table(handle)}")
         self._changed(handle)
 
-    def add_column(self, handle: str, name: str) -> None:
-        """Append a VARCHAR column; the stored rows get ``''`` in it and keep their ``_timestamp``."""
+    def add_column(self, handle: str, name: str, *, column_type: ColumnType | None = None) -> None:
+        """Append a VARCHAR column; the stored rows get ``''`` in it and keep their ``_timestamp``. On a typed table
+        (``column_type``) the stored rows get the column's default, else NULL."""
         table = self._table(handle)
         with self._lock(handle):
             _check_columns([*self.columns(handle), name])
+            typed = self.types(handle)
+            if (typed is None) != (column_type is None):
+                raise ValueError("a typed column goes to a typed table, an untyped one to an untyped table")
+            if column_type is None:
+                definition = "VARCHAR DEFAULT ''"
+            else:
+                default = column_type.default_sql()
+                definition = column_type.storage_sql + (f" DEFAULT {default}" if default is not None else "")
             with self._cursor() as cur:
-                cur.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(name)} VARCHAR DEFAULT ''")
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(name)} {definition}")
+            if column_type is not None:
+                with self._guard:
+                    self._types[handle][name] = column_type
             self._changed(handle)
 
     def drop_column(self, handle: str, name: str) -> None:
@@ -200,6 +238,9 @@ class TableEngine:
             _require_columns([name], self.columns(handle))
             with self._cursor() as cur:
                 cur.execute(f"ALTER TABLE {table} DROP COLUMN {quote_ident(name)}")
+            with self._guard:
+                if handle in self._types:
+                    self._types[handle].pop(name, None)
             self._changed(handle)
 
     def columns(self, handle: str) -> list[str]:
@@ -223,7 +264,10 @@ class TableEngine:
         if cached is not None:
             return cached
         cols = self.columns(handle)
-        size = " + ".join(f"strlen({quote_ident(c)})" for c in cols)
+        if self.types(handle) is None:
+            size = " + ".join(f"strlen({quote_ident(c)})" for c in cols)
+        else:  # typed values as text; NULL counts 0
+            size = " + ".join(f"coalesce(strlen(CAST({quote_ident(c)} AS VARCHAR)), 0)" for c in cols)
         table = self._table(handle)
         with self._cursor() as cur:
             (rows,) = cur.execute(f"SELECT count(*) FROM {table}").fetchone()
@@ -280,7 +324,9 @@ class TableEngine:
         timestamp: datetime,
         delimiter: str = ",",
         enclosure: str = '"',
+        null_values: Sequence[str] | None = None,
     ) -> LoadResult:
+        """``null_values``: ``treatValuesAsNull`` of the import (default ``['']``); typed tables only."""
         _check_dialect(delimiter, enclosure)
         table = self._table(handle)
         with self._lock(handle):
@@ -289,15 +335,31 @@ class TableEngine:
             if missing:
                 raise ColumnsNotMatch(missing, existing, delimiter)
             new = [c for c in file_columns if c not in existing]
+            typed = self.types(handle)
+            if typed is not None and new:
+                raise ValidationError(
+                    f"Columns {', '.join(new)} are not in the typed table. Typed tables do not add columns on import: "
+                    "add them first (POST tables/{id}/columns with a definition or basetype).",
+                    code="csvImport.columnsNotMatch",
+                )
             final = existing + new
             _check_columns(final)
             _require_columns(primary_key, final, what="primary key")
 
-            with self._plain_files([Path(f) for f in files], delimiter, enclosure) as plain, self._cursor() as cur:
-                source, params = _read_csv_sql(plain, file_columns, has_header, delimiter, enclosure)
+            files = [Path(f) for f in files]
+            with (
+                self._plain_files(files, delimiter, enclosure, exact=typed is not None) as plain,
+                self._cursor() as cur,
+            ):
+                source, params = _read_csv_sql(
+                    plain, file_columns, has_header, delimiter, enclosure, keep_nulls=typed is not None
+                )
                 ts = _utc(timestamp)
                 cur.begin()
                 try:
+                    if typed is not None and plain:
+                        located = _Located(plain, [f.name for f in files], has_header, delimiter, enclosure)
+                        source, params = _typed_source(cur, typed, source, params, file_columns, null_values, located)
                     for col in new:
                         cur.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(col)} VARCHAR DEFAULT ''")
                     if not incremental:
@@ -329,9 +391,12 @@ class TableEngine:
         return LoadResult(imported_columns=list(file_columns), new_columns=new, rows_loaded=rows, table_columns=final)
 
     @contextmanager
-    def _plain_files(self, files: list[Path], delimiter: str, enclosure: str) -> Iterator[list[str]]:
+    def _plain_files(
+        self, files: list[Path], delimiter: str, enclosure: str, *, exact: bool = False
+    ) -> Iterator[list[str]]:
         """The input files as plain, LF-terminated CSV paths: gzip ones are decompressed and CRLF ones rewritten with
-        LF record ends (in parallel) into a scratch dir; the others are used as they are."""
+        LF record ends (in parallel) into a scratch dir; the others are used as they are. ``exact``: the rewrite
+        keeps every byte but the record ends, so quoted and unquoted empty fields stay apart (typed tables)."""
         gz = {i for i, f in enumerate(files) if _is_gzip(f)}
         crlf = {i for i, f in enumerate(files) if i not in gz and _is_crlf(str(f), enclosure)}
         if not gz and not crlf:
@@ -355,7 +420,10 @@ class TableEngine:
                         return
                     source = target
                 target = Path(tmp) / f"{i:05d}.lf.csv"
-                _crlf_to_lf(source, target, delimiter, enclosure)
+                if exact:
+                    _crlf_records_to_lf(source, target, enclosure)
+                else:
+                    _crlf_to_lf(source, target, delimiter, enclosure)
                 plain[i] = str(target)
 
             with ThreadPoolExecutor(max_workers=2) as pool:
@@ -378,8 +446,11 @@ class TableEngine:
         gzip: bool = True,
         slice_bytes: int = 64 * 2**20,
     ) -> list[Path]:
-        """Headerless RFC-4180 slices, every value quoted, "\\n" line ends: 0000_part_00(.gz), ..."""
-        _, sql, params = self._select(handle, columns, changed_since, changed_until, where_filters, order_by, limit)
+        """Headerless RFC-4180 slices, every value quoted (a typed table's NULL: an empty unquoted field), "\\n" line
+        ends: 0000_part_00(.gz), ..."""
+        _, sql, params = self._select(
+            handle, columns, changed_since, changed_until, where_filters, order_by, limit, style="export"
+        )
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         whole = out_dir / f".export-{uuid.uuid4().hex}.csv"
@@ -414,10 +485,13 @@ class TableEngine:
         changed_until: datetime | None = None,
         where_filters: Sequence[WhereFilter] = (),
         order_by: Sequence[OrderBy] = (),
-        limit: int = 100,
+        limit: int | None = 100,
+        style: str = "preview",
     ) -> tuple[list[str], list[list[str | None]]]:
+        """Rows as text (a typed table's NULL: None), printed as the backend's data-preview does (``style``
+        ``export``: as its exports do)."""
         selected, sql, params = self._select(
-            handle, columns, changed_since, changed_until, where_filters, order_by, limit
+            handle, columns, changed_since, changed_until, where_filters, order_by, limit, style=style
         )
         with self._cursor() as cur:
             rows = cur.execute(sql, params).fetchall()
@@ -433,8 +507,10 @@ class TableEngine:
     ) -> int:
         table = self._table(handle)
         with self._lock(handle):
-            where, params = _where_sql(self.columns(handle), changed_since, changed_until, where_filters)
+            types = self.types(handle)
+            where, params = _where_sql(self.columns(handle), changed_since, changed_until, where_filters, types)
             with self._cursor() as cur:
+                _check_filter_values(cur, types, where_filters)
                 count = int(cur.execute(f"DELETE FROM {table}{where}", params).fetchone()[0])
             self._changed(handle)
         return count
@@ -448,14 +524,25 @@ class TableEngine:
         where_filters: Iterable[WhereFilter],
         order_by: Iterable[OrderBy],
         limit: int | None,
+        *,
+        style: str,
     ) -> tuple[list[str], str, dict]:
         table = self._table(handle)
         existing = self.columns(handle)
+        types = self.types(handle)
         selected = list(columns) if columns else existing
         _require_columns(selected, existing)
-        where, params = _where_sql(existing, changed_since, changed_until, where_filters)
-        values = ", ".join(f"coalesce({quote_ident(c)}, '') AS {quote_ident(c)}" for c in selected)
-        sql = f"SELECT {values} FROM {table}{where}{_order_sql(existing, order_by)}"
+        where_filters = list(where_filters)
+        where, params = _where_sql(existing, changed_since, changed_until, where_filters, types)
+        if types:
+            with self._cursor() as cur:
+                _check_filter_values(cur, types, where_filters)
+            values = ", ".join(f"{types[c].output_sql(quote_ident(c), style)} AS {quote_ident(c)}" for c in selected)
+        else:
+            values = ", ".join(f"coalesce({quote_ident(c)}, '') AS {quote_ident(c)}" for c in selected)
+        # a typed table's printed values are aliased with the column names: ORDER BY the stored (typed) column
+        order = _order_sql(existing, order_by, types, prefix=f"{table}." if types else "")
+        sql = f"SELECT {values} FROM {table}{where}{order}"
         if limit is not None:
             if int(limit) < 0:
                 raise ValidationError(f"Invalid limit {limit}: it must not be negative.", code=VALIDATION)
@@ -547,12 +634,22 @@ def _upsert(
 
 
 def _read_csv_sql(
-    files: list[str], file_columns: list[str], has_header: bool, delimiter: str, enclosure: str
+    files: list[str],
+    file_columns: list[str],
+    has_header: bool,
+    delimiter: str,
+    enclosure: str,
+    *,
+    keep_nulls: bool = False,
 ) -> tuple[str, dict]:
-    """SELECT over read_csv that yields the file columns by name, '' instead of NULL, strict parsing."""
+    """SELECT over read_csv that yields the file columns by name, '' instead of NULL, strict parsing.
+    ``keep_nulls``: an unquoted empty field stays NULL (a quoted one is '')."""
     # positional names keep arbitrary column names out of the read_csv options
     mapping = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(file_columns))) + "}"
-    values = ", ".join(f"coalesce(c{i}, '') AS {quote_ident(c)}" for i, c in enumerate(file_columns))
+    if keep_nulls:
+        values = ", ".join(f"c{i} AS {quote_ident(c)}" for i, c in enumerate(file_columns))
+    else:
+        values = ", ".join(f"coalesce(c{i}, '') AS {quote_ident(c)}" for i, c in enumerate(file_columns))
     options = (
         f"columns = {mapping}, header = $header, delim = $delim, quote = $quote, escape = $quote, "
         "auto_detect = false, strict_mode = true, null_padding = false, ignore_errors = false, skip = 0, "
@@ -629,6 +726,7 @@ def _where_sql(
     changed_since: datetime | None,
     changed_until: datetime | None,
     where_filters: Iterable[WhereFilter],
+    types: dict[str, ColumnType] | None = None,
 ) -> tuple[str, dict]:
     clauses: list[str] = []
     params: dict = {}
@@ -639,11 +737,13 @@ def _where_sql(
         clauses.append(f"{quote_ident(TIMESTAMP_COLUMN)} < $until")
         params["until"] = _utc(changed_until)
     for n, flt in enumerate(where_filters):
-        clauses.append(_filter_sql(n, flt, existing, params))
+        clauses.append(_filter_sql(n, flt, existing, params, types))
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _filter_sql(n: int, flt: WhereFilter, existing: list[str], params: dict) -> str:
+def _filter_sql(
+    n: int, flt: WhereFilter, existing: list[str], params: dict, types: dict[str, ColumnType] | None = None
+) -> str:
     op = (flt.operator or "eq").lower()
     if op not in OPERATORS:
         raise ValidationError(
@@ -655,6 +755,9 @@ def _filter_sql(n: int, flt: WhereFilter, existing: list[str], params: dict) -> 
             f'Cannot filter by column "{flt.column}", column does not exist. Existing columns: {", ".join(existing)}.',
             code=COLUMN_NOT_EXISTS,
         )
+    column_type = (types or {}).get(flt.column)
+    if column_type is not None and not (column_type.kind == STRING and flt.data_type):
+        return _typed_filter_sql(n, op, flt, column_type, params)
     values = [str(v) for v in (flt.values or [])]
     col = f"coalesce({quote_ident(flt.column)}, '')"
     numeric = flt.data_type is not None
@@ -682,9 +785,15 @@ def _filter_sql(n: int, flt: WhereFilter, existing: list[str], params: dict) -> 
     return f"{col} {_COMPARISON[op]} $w{n}"
 
 
-def _order_sql(existing: list[str], order_by: Iterable[OrderBy]) -> str:
+def _order_sql(
+    existing: list[str], order_by: Iterable[OrderBy], types: dict[str, ColumnType] | None = None, prefix: str = ""
+) -> str:
     parts = []
     for n, item in enumerate(order_by):
+        if types and item.data_type:  # PHPT testDataPreviewForTableDefinitionBaseType
+            raise ValidationError(
+                "Specifying data type for ordered column is not supported for typed tables", code=VALIDATION
+            )
         direction = (item.order or "ASC").upper()
         if direction not in ("ASC", "DESC"):
             raise ValidationError(f'Invalid order "{item.order}" in orderBy[{n}]: use ASC or DESC.', code=VALIDATION)
@@ -692,11 +801,186 @@ def _order_sql(existing: list[str], order_by: Iterable[OrderBy]) -> str:
             raise ValidationError(
                 f'Cannot order by column "{item.column}", column does not exist.', code=COLUMN_NOT_EXISTS
             )
-        target = quote_ident(item.column)
+        target = prefix + quote_ident(item.column)
         if item.data_type:
             target = f"TRY_CAST({target} AS DOUBLE)"
         parts.append(f"{target} {direction}")
     return (" ORDER BY " + ", ".join(parts)) if parts else ""
+
+
+# -- typed tables -----------------------------------------------------------------------------------------
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _typed_filter_sql(n: int, op: str, flt: WhereFilter, column_type: ColumnType, params: dict) -> str:
+    """A filter on a typed column compares values of its type (the values are checked by
+    ``_check_filter_values``); not on semi-structured / binary / geo columns, and no ``dataType`` (except on text
+    columns, where it compares numbers as on untyped tables)."""
+    if not column_type.can_be_filtered:
+        raise column_type.not_filterable_error()
+    if flt.data_type:
+        raise ValidationError(
+            "Specifying data type for filtered column is not supported for typed tables", code=VALIDATION
+        )
+    col = quote_ident(flt.column)
+    values = [str(v) for v in (flt.values or [])]
+    names = []
+    for i, value in enumerate(values):
+        params[f"w{n}_{i}"] = value
+        names.append(column_type.cast_sql(f"$w{n}_{i}"))
+    if op in ("eq", "ne"):
+        if not names:
+            return "FALSE" if op == "eq" else "TRUE"
+        return f"{col} {'IN' if op == 'eq' else 'NOT IN'} ({', '.join(names)})"
+    if not names:
+        raise ValidationError(f'whereFilters[{n}]: operator "{op}" needs a value.', code=VALIDATION)
+    return f"{col} {_COMPARISON[op]} {names[0]}"
+
+
+def _check_filter_values(cur, types: dict[str, ColumnType] | None, where_filters: Iterable[WhereFilter]) -> None:
+    """A filter value that is no value of its typed column fails as on the backend (``Numeric value 'aaa' is not
+    recognized``)."""
+    for flt in where_filters:
+        column_type = (types or {}).get(flt.column)
+        if column_type is None or (column_type.kind == STRING and flt.data_type) or not column_type.can_be_filtered:
+            continue
+        check = column_type.filter_check_sql("$v")
+        if check == "FALSE":
+            continue
+        for value in flt.values or []:
+            if cur.execute(f"SELECT {check}", {"v": str(value)}).fetchone()[0]:
+                raise column_type.filter_error(str(value))
+
+
+@dataclass
+class _Located:
+    """What finding the file position of a refused value needs: the plain files and their names, the dialect."""
+
+    plain: list[str]
+    names: list[str]
+    has_header: bool
+    delimiter: str
+    enclosure: str
+
+    def find(self, column_index: int, value: str) -> LoadPosition | None:
+        """The first record (file order) whose field ``column_index`` is ``value``; None if not found."""
+        csv.field_size_limit(_MAX_LINE_SIZE)
+        for path, name in zip(self.plain, self.names, strict=True):
+            with open(path, encoding="utf-8-sig", newline="") as fh:
+                if self.enclosure:
+                    reader = csv.reader(fh, delimiter=self.delimiter, quotechar=self.enclosure, doublequote=True)
+                else:
+                    reader = csv.reader(fh, delimiter=self.delimiter, quoting=csv.QUOTE_NONE)
+                previous_line, row = 0, 0
+                try:
+                    for index, record in enumerate(reader):
+                        first_line, previous_line = previous_line + 1, reader.line_num
+                        if index == 0 and self.has_header:
+                            continue
+                        row += 1
+                        if column_index < len(record) and record[column_index] == value:
+                            return self._position(path, name, first_line, row, column_index)
+                except csv.Error:
+                    return None
+        return None
+
+    def _position(self, path: str, name: str, line: int, row: int, column_index: int) -> LoadPosition:
+        offset, raw = 0, b""
+        with open(path, "rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                if number == line:
+                    break
+                offset += len(raw)
+        text = raw.decode("utf-8", "replace")
+        if line == 1:
+            text = text.removeprefix("\ufeff")
+        field, start, inside = 0, 0, False
+        for pos, char in enumerate(text):
+            if field == column_index:
+                break
+            if self.enclosure and char == self.enclosure:
+                inside = not inside
+            elif char == self.delimiter and not inside:
+                field, start = field + 1, pos + 1
+        character = start + 1 + (1 if self.enclosure and text[start : start + 1] == self.enclosure else 0)
+        return LoadPosition(name, line, character, row, column_index, offset)
+
+
+def _typed_source(
+    cur,
+    types: dict[str, ColumnType],
+    source: str,
+    params: dict,
+    file_columns: list[str],
+    null_values: Sequence[str] | None,
+    located: _Located,
+) -> tuple[str, dict]:
+    """Stage the raw CSV values of a typed table with the NULL rules applied, fail on the first value the backend
+    refuses (NULL in a non-nullable column, a value that is no value of the type, out of range, too long) with its
+    job error, and return the SELECT of the stage cast to the stored types. Runs inside the load's transaction."""
+    null_values = [""] if null_values is None else [str(v) for v in null_values]
+    markers = ", ".join(_sql_text(v) for v in null_values if v != "") or None
+    empty_is_null = "" in null_values
+    stage = quote_ident(f"typed_stage_{uuid.uuid4().hex[:12]}")
+    values = ", ".join(
+        f"{types[c].null_sql(quote_ident(c), markers, empty_is_null)} AS {quote_ident(c)}" for c in file_columns
+    )
+    cur.execute(f"CREATE TEMP TABLE {stage} AS SELECT {values} FROM ({source})", params)
+    checks: list[tuple[int, str, str]] = []  # (file column index, problem, condition)
+    for index, column in enumerate(file_columns):
+        column_type, col = types[column], quote_ident(column)
+        if not column_type.nullable:
+            checks.append((index, "null", f"{col} IS NULL"))
+        for problem, condition in column_type.checks(col):
+            checks.append((index, problem, f"{col} IS NOT NULL AND ({condition})"))
+    if checks:
+        found = cur.execute(
+            "SELECT "
+            + ", ".join(f"coalesce(bool_or({condition}), false)" for _, _, condition in checks)
+            + f" FROM {stage}"
+        ).fetchone()
+        for (index, problem, condition), failed in zip(checks, found, strict=True):
+            if failed:
+                column_type = types[file_columns[index]]
+                (value,) = cur.execute(
+                    f"SELECT {quote_ident(file_columns[index])} FROM {stage} WHERE {condition} LIMIT 1"
+                ).fetchone()
+                where = located.find(index, value) if column_type.needs_position(problem) else None
+                raise column_type.load_error(problem, value, where)
+    casts = ", ".join(f"{types[c].cast_sql(quote_ident(c))} AS {quote_ident(c)}" for c in file_columns)
+    return f"SELECT {casts} FROM {stage}", {}
+
+
+def _crlf_records_to_lf(source: Path, target: Path, enclosure: str) -> None:
+    """CRLF record ends (outside quotes) -> LF; every other byte as it was (quoting, CRLF inside quoted values)."""
+    quote = enclosure.encode()
+    inside = pending_cr = False
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        while chunk := src.read(_COPY_CHUNK):
+            parts = chunk.split(quote)
+            out = bytearray()
+            for i, part in enumerate(parts):
+                if i:
+                    if pending_cr:
+                        out += b"\r"
+                        pending_cr = False
+                    out += quote
+                    inside = not inside
+                if inside:
+                    out += part
+                    continue
+                if pending_cr:
+                    part, pending_cr = b"\r" + part, False
+                part = part.replace(b"\r\n", b"\n")
+                if i == len(parts) - 1 and part.endswith(b"\r"):
+                    part, pending_cr = part[:-1], True
+                out += part
+            dst.write(out)
+        if pending_cr:
+            dst.write(b"\r")
 
 
 # -- slicing ----------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from werkzeug.wrappers import Request, Response
 
 from .engine import OrderBy, WhereFilter
 from .errors import ValidationError
-from .models import JSON_VALUE_LIMIT, StorageBackend, TableQuery, Token
+from .models import JSON_VALUE_LIMIT, ColumnRequest, StorageBackend, TableQuery, Token
 from .models.files import FILES_DEFAULT_LIMIT
 from .models.helpers import fmt_time
 from .models.job_records import JOBS_DEFAULT_LIMIT
@@ -346,7 +346,8 @@ def parse_order_by(params: dict) -> list[OrderBy]:
                 'Allowed: ASC, DESC."',
                 code="storage.tables.validation",
             )
-        result.append(OrderBy(column=str(item["column"]), order=order))
+        data_type = item.get("dataType")
+        result.append(OrderBy(column=str(item["column"]), order=order, data_type=data_type or None))
     return result
 
 
@@ -587,11 +588,14 @@ def import_async(ctx: Context, table_id: str) -> Response:
     columns = column_list(p.get("columns"))
     options = csv_options(p)
     treat_null = p.get("treatValuesAsNull")
-    if treat_null is not None and len(as_list(treat_null, "treatValuesAsNull")) > 1:
-        raise ValidationError(
-            'Invalid request:\n - treatValuesAsNull: "This collection should contain 1 element or less."',
-            code="storage.tables.validation",
-        )
+    null_values = None
+    if treat_null is not None:
+        null_values = [as_text(v) for v in as_list(treat_null, "treatValuesAsNull")]
+        if len(null_values) > 1:
+            raise ValidationError(
+                'Invalid request:\n - treatValuesAsNull: "This collection should contain 1 element or less."',
+                code="storage.tables.validation",
+            )
     if parse_int(p.get("ignoredLinesCount"), "ignoredLinesCount", default=0):
         raise ValidationError("ignoredLinesCount is not supported by the emulator.", code="storage.tables.validation")
     job = ctx.backend.import_async(
@@ -602,6 +606,49 @@ def import_async(ctx: Context, table_id: str) -> Response:
         without_headers=without_headers,
         columns=columns,
         **options,
+        treat_values_as_null=null_values,
+        run_id=ctx.run_id,
+    )
+    return json_response(job, 202)
+
+
+def create_table_definition(ctx: Context, bucket_id: str) -> Response:
+    """``POST buckets/{id}/tables-definition`` (addendum §1a): JSON ``{name, primaryKeysNames, columns[{name,
+    definition?, basetype?}], timestampType?, timePartitioning? / clustering? / rangePartitioning? (BigQuery)}``."""
+    p = ctx.params
+    primary_key = as_list(p.get("primaryKeysNames"), "primaryKeysNames")
+    if any(not isinstance(c, str) or not c for c in primary_key):
+        raise ValidationError(
+            'Invalid request:\n - primaryKeysNames: "Each column must be a non-empty string."',
+            code="storage.tables.validation",
+        )
+    columns = []
+    for index, item in enumerate(as_list(p.get("columns"), "columns")):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise ValidationError(
+                f'Invalid request:\n - columns[{index}][name]: "This field is missing."',
+                code="storage.tables.validation",
+            )
+        basetype, definition = item.get("basetype"), item.get("definition")
+        if definition is not None and not isinstance(definition, dict):
+            raise ValidationError(
+                f'Invalid request:\n - columns[{index}][definition]: "This value should be of type array."',
+                code="storage.tables.validation",
+            )
+        if basetype is not None and not isinstance(basetype, str):
+            raise ValidationError(
+                f'Invalid request:\n - columns[{index}][basetype]: "This value should be of type string."',
+                code="storage.tables.validation",
+            )
+        columns.append(ColumnRequest(name=item["name"], definition=definition, basetype=basetype))
+    job = ctx.backend.create_table_definition(
+        ctx.token,
+        bucket_id,
+        name=p.get("name"),
+        primary_key=primary_key,
+        columns=columns,
+        timestamp_type=p.get("timestampType"),
+        options={k: p[k] for k in ("timePartitioning", "clustering", "rangePartitioning") if p.get(k) is not None},
         run_id=ctx.run_id,
     )
     return json_response(job, 202)
@@ -621,16 +668,31 @@ def data_preview(ctx: Context, table_id: str) -> Response:
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
+        if None in row:  # a typed table's NULL: an empty unquoted field, as in its exports
+            buffer.write(",".join("" if v is None else _quoted(v) for v in row) + "\n")
+        else:
+            writer.writerow(row)
     return Response(buffer.getvalue().encode("utf-8"), status=200, content_type="text/csv; charset=UTF-8")
 
 
+def _quoted(value) -> str:
+    return '"' + str(value).replace('"', '""') + '"'
+
+
 def _json_row(columns: list[str], row: list) -> list[dict]:
+    """A typed table's NULL is JSON ``null`` (PHPT ``ImportTypedTableTest::testImportEmptyValues``); untyped tables
+    hold none."""
     cells = []
     for name, value in zip(columns, row, strict=False):
-        text = "" if value is None else str(value)
-        truncated = len(text) > JSON_VALUE_LIMIT
-        cells.append({"columnName": name, "value": text[:JSON_VALUE_LIMIT], "isTruncated": truncated})
+        text = None if value is None else str(value)
+        truncated = text is not None and len(text) > JSON_VALUE_LIMIT
+        cells.append(
+            {
+                "columnName": name,
+                "value": text[:JSON_VALUE_LIMIT] if text is not None else None,
+                "isTruncated": truncated,
+            }
+        )
     return cells
 
 

@@ -39,6 +39,7 @@ API_ROUTES = [
     Route("/buckets/<bucket_id>", "DELETE", r.delete_bucket, MANAGE),
     Route("/buckets/<bucket_id>/tables", "GET", r.list_bucket_tables, READ),
     Route("/buckets/<bucket_id>/tables-async", "POST", r.create_table_async, WRITE),
+    Route("/buckets/<bucket_id>/tables-definition", "POST", r.create_table_definition, WRITE),
     Route("/tables", "GET", r.list_tables),
     Route("/tables/<table_id>", "GET", r.get_table, READ),
     Route("/tables/<table_id>", "DELETE", r.delete_table, WRITE),

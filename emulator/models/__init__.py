@@ -12,9 +12,10 @@ does the same for ``bucketPermissions`` and ``columnMetadata``.
 - ``entities.py``: the dataclasses (Token, Project, Bucket, Table, StoredFile, TableQuery)
 - ``helpers.py``: name rules (sanitising, webalizing), timestamps, PHP shapes
 - ``core.py``: state, id sequences, engine / file storage / job runner
-- ``tokens.py``, ``buckets.py``, ``tables.py``, ``loads.py`` (create table, import), ``table_ops.py`` (primary
-  key, rows delete), ``exports.py`` (export, preview), ``metadata.py``, ``files.py``, ``job_records.py``,
-  ``seeding.py`` (Python API): the rules, each a mixin of ``StorageBackend``
+- ``tokens.py``, ``buckets.py``, ``tables.py``, ``definitions.py`` (typed tables: tables-definition, the
+  ``definition`` of the detail, ``KBC.datatype.*`` metadata), ``loads.py`` (create table, import), ``table_ops.py``
+  (primary key, rows delete, columns), ``exports.py`` (export, preview), ``metadata.py``, ``files.py``,
+  ``job_records.py``, ``seeding.py`` (Python API): the rules, each a mixin of ``StorageBackend``
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 from ..errors import StorageError
 from .buckets import BucketsMixin
 from .core import BackendCore
+from .definitions import ColumnRequest, DefinitionsMixin
 from .entities import Bucket, Project, StoredFile, Table, TableQuery, Token
 from .exports import JSON_VALUE_LIMIT, ExportsMixin
 from .files import FilesMixin
@@ -39,6 +41,7 @@ class StorageBackend(
     TokensMixin,
     BucketsMixin,
     TablesMixin,
+    DefinitionsMixin,
     LoadsMixin,
     TableOpsMixin,
     ExportsMixin,
@@ -54,6 +57,7 @@ class StorageBackend(
 __all__ = [
     "JSON_VALUE_LIMIT",
     "Bucket",
+    "ColumnRequest",
     "Project",
     "StorageBackend",
     "StorageError",

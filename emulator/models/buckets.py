@@ -34,7 +34,7 @@ class BucketsMixin:
             "dataSizeBytes": size,
             "rowsCount": rows,
             "isMaintenance": False,
-            "backend": "snowflake",
+            "backend": bucket.backend,
             "sharing": None,
             "hasExternalSchema": False,
             "databaseName": "",
@@ -97,9 +97,12 @@ class BucketsMixin:
             raise ValidationError(
                 f'Invalid stage "{stage}". Allowed stages: in, out.', code="storage.buckets.validation"
             )
-        if backend not in (None, "", "snowflake"):
+        project = self.projects[token.project_id]
+        if backend in (None, ""):
+            backend = project.default_backend  # tokens/verify owner.defaultBackend
+        if backend not in project.backends:
             raise ValidationError(
-                f'Backend "{backend}" is not assigned to the project. Assigned backends: snowflake.',
+                f'Backend "{backend}" is not assigned to the project. Assigned backends: {", ".join(project.backends)}.',
                 code="storage.buckets.validation",
             )
         if display_name in (None, ""):
@@ -131,6 +134,7 @@ class BucketsMixin:
                 display_name=display_name,
                 description=description,
                 created=self.now(),
+                backend=backend,
             )
             project.buckets[bucket_id] = bucket
             if not token.is_master:

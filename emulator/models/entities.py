@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..engine import OrderBy, WhereFilter
+from ..types import SNOWFLAKE, ColumnType
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Project:
     files: dict[int, StoredFile] = field(default_factory=dict)
     export_cache: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     tables_created: dict[str, datetime] = field(default_factory=dict)  # table id -> ``created`` of its last table
+    default_backend: str = SNOWFLAKE  # tokens/verify owner.defaultBackend: the backend of a bucket created without one
+    backends: list[str] = field(default_factory=lambda: [SNOWFLAKE])  # owner.assignedBackends
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Bucket:
     created: datetime
     last_change_date: datetime | None = None
     tables: dict[str, Table] = field(default_factory=dict)
+    backend: str = SNOWFLAKE
 
 
 @dataclass
@@ -70,6 +74,13 @@ class Table:
     data_version: int = 0
     metadata: list[dict] = field(default_factory=list)
     column_metadata: dict[str, list[dict]] = field(default_factory=dict)
+    # typed tables (tables-definition with types): column -> native type; None: an untyped table
+    column_types: dict[str, ColumnType] | None = None
+    definition_options: dict = field(default_factory=dict)  # BigQuery timePartitioning / clustering / ...
+
+    @property
+    def is_typed(self) -> bool:
+        return self.column_types is not None
 
 
 @dataclass
@@ -117,8 +128,8 @@ class TableQuery:
                 "columns": self.columns,
                 "changedSince": self.changed_since.isoformat() if self.changed_since else None,
                 "changedUntil": self.changed_until.isoformat() if self.changed_until else None,
-                "whereFilters": [[f.column, f.operator, list(f.values)] for f in self.where_filters],
-                "orderBy": [[o.column, o.order] for o in self.order_by],
+                "whereFilters": [[f.column, f.operator, list(f.values), f.data_type] for f in self.where_filters],
+                "orderBy": [[o.column, o.order, o.data_type] for o in self.order_by],
                 "limit": self.limit,
                 "format": self.format,
                 "gzip": self.gzip,

@@ -231,9 +231,11 @@ class LoadsMixin:
         delimiter: str = ",",
         enclosure: str = '"',
         escaped_by: str = "",
+        treat_values_as_null: list[str] | None = None,
         run_id=None,
     ) -> dict:
-        """``columns``: the columns of a header-less file, in order (``columns[]``)."""
+        """``columns``: the columns of a header-less file, in order (``columns[]``). ``treat_values_as_null``: the
+        values loaded as NULL into a typed table (None: the default ``['']``; untyped tables hold no NULL)."""
         with self.lock:
             table = self._table(token, table_id, "write")
         columns = list(columns)
@@ -256,7 +258,16 @@ class LoadsMixin:
 
         def work(job: Job) -> dict:
             return self._import(
-                project, table, data_file_id, incremental, without_headers, columns, delimiter, enclosure, job.id
+                project,
+                table,
+                data_file_id,
+                incremental,
+                without_headers,
+                columns,
+                delimiter,
+                enclosure,
+                job.id,
+                null_values=treat_values_as_null,
             )
 
         return self._submit(job, work, key=table.id)
@@ -272,6 +283,8 @@ class LoadsMixin:
         delimiter: str,
         enclosure: str,
         job_id,
+        *,
+        null_values: list[str] | None = None,
     ) -> dict:
         self._live_table(table)
         with self._job_dir(job_id) as tmp:
@@ -316,6 +329,7 @@ class LoadsMixin:
                     timestamp=now,
                     delimiter=delimiter,
                     enclosure=enclosure,
+                    null_values=null_values if table.is_typed else None,
                 )
             except ColumnsNotMatch as exc:
                 exc.extra.setdefault(

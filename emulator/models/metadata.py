@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from .. import errors
 from ..errors import ValidationError
-from .entities import Token
+from .entities import Table, Token
 from .helpers import fmt_time
+
+_STORAGE_PROVIDER = "storage"
+
+
+def _storage_metadata_denied(table: Table) -> errors.Forbidden:
+    """Storage's own metadata of a typed table (``KBC.datatype.*``, ``KBC.dataTypesEnabled``) is not the user's to
+    write or delete (PHPT ``Common/MetadataTest::testTypedTableMetadataRestrictions``)."""
+    return errors.Forbidden(
+        f'Metadata with "{_STORAGE_PROVIDER}" provider cannot be edited by user.',
+        code="storage.metadata.invalidProvider",
+    )
 
 
 class MetadataMixin:
@@ -23,6 +34,8 @@ class MetadataMixin:
         items, col_items = list(metadata), dict(columns or {})
         with self.lock:
             table = self._table(token, table_id, "write")
+            if provider == _STORAGE_PROVIDER and table.is_typed:
+                raise _storage_metadata_denied(table)
             unknown = [c for c in col_items if c not in table.columns]
             if unknown:
                 raise ValidationError(
@@ -59,6 +72,8 @@ class MetadataMixin:
             for target in [table.metadata, *table.column_metadata.values()]:
                 for item in target:
                     if item["id"] == str(metadata_id):
+                        if item["provider"] == _STORAGE_PROVIDER and table.is_typed:
+                            raise _storage_metadata_denied(table)
                         target.remove(item)
                         return
             raise errors.NotFound(f'Metadata "{metadata_id}" not found', code="storage.metadata.notFound")

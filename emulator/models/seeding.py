@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import BucketNotFound
+from .definitions import ColumnRequest
 from .entities import StoredFile, Table
 from .files import UPLOAD_MAX_AGE_DAYS
 
@@ -40,6 +41,21 @@ class SeedingMixin:
             self._check_table_name_free(bucket, name)
         file = self.upload_local_file(project_id, path, tags=["emulator-seed"])
         return self._create_table(project, bucket, name, file.id, list(primary_key), ",", '"', f"seed-{file.id}")
+
+    def create_table_definition_direct(
+        self, project_id: int, table_id: str, columns: list[ColumnRequest], primary_key=(), options=None
+    ) -> dict:
+        """A tables-definition table, checked as the endpoint checks it, created at once (no job)."""
+        project = self._project(project_id)
+        bucket_id, _, name = table_id.rpartition(".")
+        with self.lock:
+            bucket = project.buckets.get(bucket_id)
+            if bucket is None:
+                raise BucketNotFound(bucket_id)
+        spec = self._definition_spec(bucket, name, list(primary_key), list(columns), None, dict(options or {}))
+        with self.lock:
+            self._check_table_name_free(bucket, name)
+        return self._create_defined_table(project, bucket, spec)
 
     def load_table_direct(self, project_id: int, table_id: str, path: Path, *, incremental: bool) -> dict:
         project = self._project(project_id)

@@ -97,16 +97,21 @@ class TableOpsMixin:
     def add_column(
         self, token: Token, table_id: str, name: str, *, definition=None, basetype=None, run_id=None
     ) -> dict:
-        """``POST tables/{id}/columns`` (addendum §4) on an untyped table: ``name`` is webalized and appended;
-        ``definition`` / ``basetype`` are for typed tables only (the emulator has none)."""
+        """``POST tables/{id}/columns`` (addendum §4): ``name`` is webalized and appended. A typed table needs
+        ``definition`` or ``basetype`` (the column's type, its ``KBC.datatype.*`` metadata; stored rows get the
+        default, else NULL); an untyped table refuses them."""
         with self.lock:
             table = self._table(token, table_id, "write")
-        for field, value in (("definition", definition), ("basetype", basetype)):
-            if value is not None:  # untyped table (PHPT testAddTypedColumnOnNonTypedTable)
-                raise ValidationError(
-                    f"Invalid parameters - {field}: This field was not expected.", code="storage.tables.validation"
-                )
+        column_type = None
+        if not table.is_typed:
+            for field, value in (("definition", definition), ("basetype", basetype)):
+                if value is not None:  # untyped table (PHPT testAddTypedColumnOnNonTypedTable)
+                    raise ValidationError(
+                        f"Invalid parameters - {field}: This field was not expected.", code="storage.tables.validation"
+                    )
         column = checked_column_name(name, webalize_column_name(name), "storage.tables.invalidColumnName")
+        if table.is_typed:
+            column_type = self._typed_column_for_add(table, column, definition, basetype)
         # operationParams echo the request (the name as sent); the table detail shows the webalized column
         job = self._new_job(token, "tableColumnAdd", table.id, {"name": name, "queue": "main"}, run_id)
 
@@ -117,9 +122,19 @@ class TableOpsMixin:
                 raise ValidationError(
                     f'Column "{clash}" already exists in table "{table.id}".', code="storage.tables.columnAlreadyExists"
                 )
-            self.engine.add_column(table.handle, column)
+            required = column_type is not None and not column_type.nullable and column_type.default is None
+            if required and self.engine.stats(table.handle)[0]:  # PHPT testAddNullableColumn
+                raise ValidationError(
+                    f'Non-nullable column "{column}" cannot be added to non-empty table "{table.name}" unless it has '
+                    "a non-null default value.",
+                    code="storage.tables.validation.cannotAddColumn",
+                )
+            self.engine.add_column(table.handle, column, column_type=column_type)
             with self.lock:
                 table.columns.append(column)
+                if column_type is not None:
+                    table.column_types[column] = column_type
+                    self._write_type_metadata(table, column_type)
             self._table_changed(table)
 
         return self._submit(job, work, key=table.id)
@@ -155,6 +170,8 @@ class TableOpsMixin:
             with self.lock:
                 table.columns.remove(name)
                 table.column_metadata.pop(name, None)
+                if table.column_types is not None:
+                    table.column_types.pop(name, None)
             self._table_changed(table)
 
         return self._submit(job, work, key=table.id)

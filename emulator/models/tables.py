@@ -61,10 +61,12 @@ class TablesMixin:
             "dataSizeBytes": table.data_size_bytes,
             "isAlias": False,
             "isAliasable": True,
-            "isTyped": False,
+            "isTyped": table.is_typed,
             "tableType": "table",
             "timestampType": "MANAGED",
         }
+        if table.is_typed:  # present only for typed tables (APIB l.3668)
+            data["definition"] = self.definition_json(table)
         if "columns" in include:
             data["columns"] = list(table.columns)
         if "metadata" in include:

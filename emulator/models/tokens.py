@@ -6,6 +6,7 @@ import secrets
 import string
 
 from ..errors import AccessDenied, InvalidToken, MissingToken
+from ..types import BACKENDS, BIGQUERY, SNOWFLAKE
 from .entities import Project, Token
 from .helpers import fmt_time, php_map
 
@@ -13,9 +14,25 @@ LEVELS = {"read": 1, "write": 2, "manage": 3}
 
 
 class TokensMixin:
-    def create_project(self, name: str) -> tuple[Project, Token]:
+    def create_project(
+        self, name: str, *, default_backend: str = SNOWFLAKE, backends: list[str] | tuple[str, ...] | None = None
+    ) -> tuple[Project, Token]:
+        """``default_backend``: the backend of buckets created without one; ``backends``: the assigned backends
+        (default: just ``default_backend``), the ones a bucket may be created on."""
+        assigned = list(dict.fromkeys(backends or [default_backend]))
+        for backend in [default_backend, *assigned]:
+            if backend not in BACKENDS:
+                raise ValueError(f'backend must be one of {", ".join(BACKENDS)}, not "{backend}"')
+        if default_backend not in assigned:
+            raise ValueError(f'the default backend "{default_backend}" is not among the assigned backends {assigned}')
         with self.lock:
-            project = Project(id=self._next("project"), name=name, created=self.now())
+            project = Project(
+                id=self._next("project"),
+                name=name,
+                created=self.now(),
+                default_backend=default_backend,
+                backends=assigned,
+            )
             self.projects[project.id] = project
             master = self._new_token(
                 project,
@@ -135,11 +152,11 @@ class TokensMixin:
                 "hasMysql": False,
                 "hasSynapse": False,
                 "hasRedshift": False,
-                "hasSnowflake": True,
+                "hasSnowflake": SNOWFLAKE in project.backends,
                 "hasExasol": False,
                 "hasTeradata": False,
-                "hasBigquery": False,
-                "defaultBackend": "snowflake",
+                "hasBigquery": BIGQUERY in project.backends,
+                "defaultBackend": project.default_backend,
                 "hasTryModeOn": "0",
                 "limits": {
                     "components.jobsParallelism": {"name": "components.jobsParallelism", "value": 10},
@@ -157,7 +174,7 @@ class TokensMixin:
                 "isDisabled": False,
                 "billedMonthlyPrice": None,
                 "dataRetentionTimeInDays": 7,
-                "assignedBackends": ["snowflake"],
+                "assignedBackends": list(project.backends),
                 "fileStorageProvider": self.storage.provider,
             },
         }
