@@ -121,3 +121,39 @@ def test_cli_serve_seed_demo_and_sigterm(tmp_path):
     assert proc.stdout.read() == ""  # exactly one line on stdout
     assert not _port_open(info["url"])
     assert not _port_open(info["env"]["AWS_ENDPOINT_URL_S3"])
+
+
+def test_cli_serve_project_backends():
+    """--default-backend / --backends: the projects' owner.defaultBackend and assignedBackends."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "emulator",
+            "serve",
+            "--default-backend",
+            "bigquery",
+            "--backends",
+            "bigquery,snowflake",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        info = json.loads(_read_line(proc, timeout=60))
+        headers = {"X-StorageApi-Token": info["projects"][0]["token"]}
+        owner = requests.get(info["url"] + "/v2/storage/tokens/verify", headers=headers, timeout=10).json()["owner"]
+        assert (owner["defaultBackend"], owner["assignedBackends"]) == ("bigquery", ["bigquery", "snowflake"])
+        bucket = requests.post(info["url"] + "/v2/storage/buckets", json={"name": "b"}, headers=headers, timeout=10)
+        assert bucket.json()["backend"] == "bigquery"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0, proc.stderr.read()
