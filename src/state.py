@@ -94,9 +94,21 @@ class Lineage:
             return "the destination table does not exist"
         if recorded.destination_created != self.destination_created:
             return "the destination table was recreated since the last run"
-        if dict(recorded.selection) != dict(self.selection):
+        if recorded.selection.get("whereFilters") != self.selection.get("whereFilters"):
             return "the selection (columns or whereFilters) changed since the last run"
+        new_columns = _new_columns(recorded.selection.get("columns"), self.selection.get("columns"))
+        if new_columns:
+            return f"the selection (columns or whereFilters) changed since the last run: new column(s) {new_columns}"
         return None
+
+
+def _new_columns(recorded: Any, current: Any) -> str:
+    """Columns copied now that the watermark did not measure (fewer columns need no new copy)."""
+    if recorded == current:
+        return ""
+    if not isinstance(recorded, list) or not isinstance(current, list):
+        return "(all)"
+    return ", ".join(c for c in current if c not in recorded)
 
 
 @dataclass(frozen=True)

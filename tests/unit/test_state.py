@@ -113,11 +113,15 @@ def test_watermark_applies_only_to_what_it_measured():
         "destination": ("https://connection.keboola.com#2", "destination is another project"),
         "destination_table": ("out.c-b.one", "destination table changed"),
         "destination_created": ("2024-03-01T00:00:00+0000", "destination table was recreated"),
-        "selection": ({"columns": ["id"], "whereFilters": []}, "selection"),
+        "selection": ({"columns": ["id", "name", "city"], "whereFilters": []}, "new column(s) city"),
     }
     for field_name, (value, reason) in changes.items():
         watermark, why = store.resume_point("in.c-a.one", replace(LINEAGE, **{field_name: value}))
         assert watermark is None and reason in why, field_name
+    filtered = {"columns": ["id", "name"], "whereFilters": [{"column": "id", "operator": "eq", "values": ["1"]}]}
+    assert store.resume_point("in.c-a.one", replace(LINEAGE, selection=filtered))[0] is None
+    narrower = replace(LINEAGE, selection={"columns": ["id"], "whereFilters": []})
+    assert store.resume_point("in.c-a.one", narrower) == (2000, ""), "dropping a column needs no new copy"
     missing = replace(LINEAGE, destination_created=None)
     assert store.resume_point("in.c-a.one", missing) == (None, "the destination table does not exist")
     assert store.resume_point("in.c-a.other", LINEAGE) == (None, "first run")
