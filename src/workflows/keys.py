@@ -209,9 +209,14 @@ class KeyDiff:
     def names(width: int) -> list[str]:
         return [f"k{i}" for i in range(width)]
 
-    def source_sql(self, keys: KeySlices) -> str:
-        """A SELECT of the slices' rows (``k0`` ..), or of no rows for an export without data."""
+    def source_sql(self, keys: KeySlices, *, null_as_empty: bool = False) -> str:
+        """A SELECT of the slices' rows (``k0`` ..), or of no rows for an export without data. ``null_as_empty``:
+        NULL (an unquoted empty field) reads as '' (comparing a typed table with an untyped one, where every NULL
+        of the typed table is stored as '')."""
         names = self.names(len(keys.columns))
+        if null_as_empty:
+            inner = self.source_sql(keys)
+            return "SELECT " + ", ".join(f"coalesce({n}, '') AS {n}" for n in names) + f" FROM ({inner})"
         paths = [p for p in keys.paths if p.stat().st_size]
         if not paths:
             return "SELECT " + ", ".join(f"NULL::VARCHAR AS {n}" for n in names) + " WHERE false"
@@ -229,7 +234,9 @@ class KeyDiff:
         return self.con.execute(f"SELECT count(*) FROM ({self.source_sql(keys)})").fetchone()[0]
 
     # diffs ------------------------------------------------------------------------------------------------------
-    def difference(self, name: str, left: KeySlices, right: KeySlices, *, multiset: bool = False) -> int:
+    def difference(
+        self, name: str, left: KeySlices, right: KeySlices, *, multiset: bool = False, null_as_empty: bool = False
+    ) -> int:
         """Create table ``name`` with the keys of ``left`` that ``right`` lacks; returns how many.
 
         ``multiset=False``: distinct keys. Planned as an anti join of the left keys against the 64-bit hashes of
@@ -239,16 +246,17 @@ class KeyDiff:
         only hide a left key (a missed delete, probability ~ right rows / 2^64 a key), never report a key that
         the right side has: a key present on the right has its hash there. ``multiset=True``: ``EXCEPT ALL``, a
         key twice in ``left`` and once in ``right`` is kept once (tables without a primary key, keyed by all
-        their columns)."""
+        their columns). ``null_as_empty``: see ``source_sql``."""
         if len(left.columns) != len(right.columns):
             raise ValueError("Both sides of a key diff need the same number of key columns.")
         names = ", ".join(self.names(len(left.columns)))
+        lhs, rhs = (self.source_sql(k, null_as_empty=null_as_empty) for k in (left, right))
         if multiset:
-            query = f"({self.source_sql(left)}) EXCEPT ALL ({self.source_sql(right)})"
+            query = f"({lhs}) EXCEPT ALL ({rhs})"
         else:
             query = (
-                f"SELECT DISTINCT * FROM (SELECT l.* FROM ({self.source_sql(left)}) l "
-                f"ANTI JOIN (SELECT hash({names}) AS h FROM ({self.source_sql(right)})) r ON hash({names}) = r.h)"
+                f"SELECT DISTINCT * FROM (SELECT l.* FROM ({lhs}) l "
+                f"ANTI JOIN (SELECT hash({names}) AS h FROM ({rhs})) r ON hash({names}) = r.h)"
             )
         self.execute(f"CREATE OR REPLACE TABLE {quote_identifier(name)} AS {query}")
         return self.rows(name)

@@ -112,11 +112,16 @@ def verify_table(
     key_columns: Sequence[str],
     where_filters: Sequence[Mapping[str, Any]],
     work_dir: Path,
+    source_detail: Mapping[str, Any] | None = None,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     threads: int = DEFAULT_THREADS,
 ) -> VerifyResult:
     """Compare the source selection (``columns``, ``key_columns`` = its effective primary key, ``where_filters``
-    in API form) with the destination table. Read-only; client failures become ``UserException``."""
+    in API form) with the destination table. Read-only; client failures become ``UserException``.
+
+    ``source_detail``: the source table's detail if the caller has it (``PlannedTable.detail``), else it is read.
+    NULL and '' are told apart only when both tables are typed: an untyped table stores a typed one's NULL as ''.
+    """
     columns, key_columns = tuple(columns), tuple(key_columns)
     keys = key_columns or columns
     base = {"source_table": source_id, "destination_table": destination_id, "key_columns": keys}
@@ -133,6 +138,10 @@ def verify_table(
                 **base, status=MISSING, source_rows=rows, detail=f"table {destination_id} does not exist"
             )
 
+        if source_detail is None:
+            with storage_errors("reading", source_id):
+                source_detail = source.tables.detail(source_id) or {}
+        null_as_empty = not (source_detail.get("isTyped") and detail.get("isTyped"))
         dest_columns = tuple(detail.get("columns") or ())
         dest_pk = tuple(detail.get("primaryKey") or ())
         notes = _column_notes(columns, dest_columns)
@@ -152,13 +161,13 @@ def verify_table(
             source_keys, dest_keys = export_key_pair(
                 (source, source_id, where_filters), (destination, destination_id, ()), keys, work
             )
-        multiset = not key_columns
+        how = {"multiset": not key_columns, "null_as_empty": null_as_empty}
         with KeyDiff(work, memory_limit=memory_limit, threads=threads) as diff:
             counts = {
                 "source_rows": diff.count(source_keys),
                 "destination_rows": diff.count(dest_keys),
-                "missing_in_destination": diff.difference("missing", source_keys, dest_keys, multiset=multiset),
-                "extra_in_destination": diff.difference("extra", dest_keys, source_keys, multiset=multiset),
+                "missing_in_destination": diff.difference("missing", source_keys, dest_keys, **how),
+                "extra_in_destination": diff.difference("extra", dest_keys, source_keys, **how),
             }
             samples = {
                 "sample_missing": diff.sample("missing", SAMPLE_SIZE),

@@ -143,3 +143,13 @@ def test_verify_without_primary_key_and_a_missing_table(emulator, source, destin
     assert result.status == "differs" and result.columns_match == "order"
     assert (result.missing_in_destination, result.extra_in_destination) == (1, 1)
     assert result.sample_missing == (("1", "x"),) and result.sample_extra == (("3", "z"),)
+
+
+def test_verify_a_typed_source_against_an_untyped_copy(emulator, source, destination, clients, tmp_path):
+    emulator.create_bucket(source.id, "keys")
+    columns = [{"name": "id", "basetype": "STRING"}, {"name": "v", "basetype": "STRING"}]
+    detail = emulator.create_typed_table(source.id, SRC, columns, rows_csv="id,v\n1,\n2,x\n")  # v of 1 is NULL
+    assert detail["isTyped"]
+    _table(emulator, destination, DST, ["id", "v"], [["1", ""], ["2", "x"]], [])
+    result = _verify(clients, tmp_path, ["id", "v"], [])
+    assert result.status == "ok" and result.source_rows == 2  # the untyped copy stores NULL as ''

@@ -53,7 +53,11 @@ class FakeProject:
     def __init__(self, root: Path, tables: dict[str, dict]):
         self.root = root
         self.data = {
-            tid: {"columns": list(t["columns"]), "primaryKey": list(t.get("primaryKey", []))}
+            tid: {
+                "columns": list(t["columns"]),
+                "primaryKey": list(t.get("primaryKey", [])),
+                "isTyped": bool(t.get("isTyped")),
+            }
             for tid, t in tables.items()
         }
         self.rows = {tid: [dict(r) for r in t["rows"]] for tid, t in tables.items()}
@@ -237,10 +241,11 @@ def test_export_keys_needs_key_columns(tmp_path):
 
 
 # verification (workflows.verify) over in-memory projects --------------------------------------------------------
-def _verify(tmp_path, source_rows, dest_table, *, columns=("id", "v"), key_columns=("id",), where=()):
+def _verify(tmp_path, source_rows, dest_table, *, columns=("id", "v"), key_columns=("id",), where=(), typed=False):
     from workflows.verify import verify_table
 
-    source = client_for(tmp_path / "s", {"in.c-s.t": {"columns": list(columns), "rows": source_rows}})
+    table = {"columns": list(columns), "rows": source_rows, "isTyped": typed}
+    source = client_for(tmp_path / "s", {"in.c-s.t": table})
     dest = client_for(tmp_path / "d", {"in.c-d.t": dest_table} if dest_table is not None else {})
     return verify_table(
         source,
@@ -355,3 +360,22 @@ def test_one_diff_at_a_time_and_nesting_in_one_thread_does_not_wait(tmp_path):
         outer.close()
         thread.join(10)
     assert order == ["nested", "outer done", "other thread"]
+
+
+def test_null_as_empty_reads_null_as_an_empty_string(tmp_path):
+    left = slices_of(tmp_path / "a", [[None], ["x"]], slices=1)
+    right = slices_of(tmp_path / "b", [[""]], slices=1)
+    with KeyDiff(tmp_path) as diff:
+        assert diff.difference("d", left, right) == 2
+        assert diff.difference("d", left, right, null_as_empty=True) == 1
+        assert diff.difference("d", left, right, multiset=True, null_as_empty=True) == 1
+
+
+def test_verify_tells_null_from_empty_only_between_typed_tables(tmp_path):
+    source_rows = [{"id": "1", "v": None}]
+    dest = _table([{"id": "1", "v": ""}], pk=())
+    untyped = _verify(tmp_path, source_rows, dest, key_columns=(), typed=True)  # typed -> untyped: NULL became ''
+    assert untyped.status == "ok"
+    typed = _verify(tmp_path, source_rows, dest | {"isTyped": True}, key_columns=(), typed=True)
+    assert typed.status == "differs" and typed.sample_missing == (("1", None),) and typed.sample_extra == (("1", ""),)
+    assert typed.report_row()["sample_missing"] == '[["1", null]]'
