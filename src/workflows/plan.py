@@ -140,11 +140,18 @@ def _plan_one(item: TableSettings, detail: Mapping[str, Any], *, mode: str, defa
                 f"Column {column} is not a column of table {source_id} (columns: {', '.join(table_columns)}); "
                 f"fix 'columns'."
             )
+    unfilterable = _unfilterable_columns(detail)
     for where_filter in item.where_filters:
         if where_filter.column not in known:
             raise UserException(
                 f"The whereFilters column {where_filter.column} is not a column of table {source_id} "
                 f"(columns: {', '.join(table_columns)}); fix the filter."
+            )
+        if where_filter.column in unfilterable:
+            raise UserException(
+                f"The whereFilters column {where_filter.column} of table {source_id} is of type "
+                f"{unfilterable[where_filter.column]}, which Storage cannot filter by; remove the filter or filter by "
+                f"another column."
             )
     for column in item.primary_key or ():
         if column not in known:
@@ -192,6 +199,18 @@ def _plan_one(item: TableSettings, detail: Mapping[str, Any], *, mode: str, defa
         primary_key=primary_key,
         name=table_name(source_id),
     )
+
+
+def _unfilterable_columns(detail: Mapping[str, Any]) -> dict[str, str]:
+    """Columns of a typed table that Storage cannot filter by (``canBeFiltered: false``: ARRAY, VARIANT, ...;
+    addendum 1c) and their types."""
+    definition = detail.get("definition") if detail.get("isTyped") is True else None
+    columns = definition.get("columns") if isinstance(definition, Mapping) else None
+    return {
+        str(c.get("name")): str((c.get("definition") or {}).get("type") or "this type")
+        for c in columns or ()
+        if isinstance(c, Mapping) and c.get("canBeFiltered") is False
+    }
 
 
 def check_unique_destinations(pairs: Sequence[tuple[str, str]], what: str = "Tables") -> None:

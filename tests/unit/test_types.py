@@ -657,3 +657,16 @@ def test_data_writing_null_as_quoted_empty_is_loaded_again_with_storages_null_ha
     loads = [c[2] for c in client.calls if c[0] == "load"]
     assert [o.get("treat_values_as_null") for o in loads] == [[], None]
     assert 'loading it again with Storage\'s default, which reads every "" as NULL' in caplog.text
+
+
+def test_a_filter_on_a_typed_column_storage_cannot_filter_by_is_refused_when_planning():
+    detail = typed_detail("in.c-a.t", [("id", "NUMBER", "38,0", False), ("payload", "VARIANT", None, True)])
+    detail["definition"]["columns"][1]["canBeFiltered"] = False  # sorted by name: payload is second
+    where = [{"column": "payload", "values": ["x"]}]
+    with pytest.raises(UserException) as error:
+        _export_plan(detail, whereFilters=where)
+    assert str(error.value) == (
+        "The whereFilters column payload of table in.c-a.t is of type VARIANT, which Storage cannot filter by; "
+        "remove the filter or filter by another column."
+    )
+    assert _export_plan(detail, whereFilters=[{"column": "id", "values": ["1"]}]).columns == ("id", "payload")
