@@ -20,15 +20,16 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 
 import pytest
 
 from state import SYNC_OVERLAP_SECONDS
-from tests.e2e.harness import as_dicts, read_output_table
+from tests.e2e.harness import COMPONENT, REPO, as_dicts, read_output_table
 from tests.reliability.conftest import (
     CAMPAIGN,
     RUNS,
@@ -85,26 +86,25 @@ def _check_export(emu, source, data):
         assert as_dicts(columns, body) == rows(emu, source, table)
 
 
-KNOWN_AFTER_STOP = re.compile(
-    r"Table \S+ failed with an unexpected error\.\nTraceback \(most recent call last\):\n(?: .*\n)+"
-    r"RuntimeError: cannot schedule new futures after shutdown\n"
-)
+ABORTED_IN_DUCKDB = "FATAL: exception not rethrown"  # glibc: a forced unwind caught in C++ (DuckDB) code
 
 
-def unexpected_after_stop(output: str) -> int:
-    """Tracebacks of the known bug pinned by ``test_a_table_whose_client_closes_under_a_stop_is_stopped``: after a
-    SIGTERM the run closes its clients while tables are still in flight, and each such table logs "failed with an
-    unexpected error" with a traceback ending in ``RuntimeError: cannot schedule new futures after shutdown``.
-    Returns how many; any other traceback fails the test."""
-    known = len(KNOWN_AFTER_STOP.findall(output))
-    assert output.count("Traceback (most recent call last)") == known, output
-    return known
+def assert_stopped(run) -> int:
+    """Exit 143 saying so, no traceback. Returns 1 for the known bug pinned by
+    ``test_sigterm_while_a_table_is_in_duckdb_exits_143`` (the process aborts, SIGABRT, at interpreter exit because a
+    table's key diff was running in DuckDB on a daemon thread), which is tolerated and counted; else 0."""
+    assert "Traceback" not in run.output, run.output
+    if run.returncode == -signal.SIGABRT and ABORTED_IN_DUCKDB in run.output:
+        return 1
+    assert run.returncode == 143, run.output
+    assert "stopped (SIGTERM)" in run.output
+    return 0
 
 
 @pytest.mark.parametrize("mode", ["export", "import", "sync"])
 @pytest.mark.parametrize("runs", variants(1, max(3, RUNS // 10)))
 def test_sigterm_at_random_points(emu, tmp_path, mode, runs):
-    interrupted = known_bug = 0
+    interrupted = aborted = 0
     for seed in range(runs):
         rng = random.Random(f"{mode}-{seed}")
         source, destination = _source(emu), new_project(emu, "intdst")
@@ -128,9 +128,7 @@ def test_sigterm_at_random_points(emu, tmp_path, mode, runs):
             interrupted += 1
         elif run.returncode != 0:
             interrupted += 1
-            assert run.returncode == 143, run.output
-            known_bug += unexpected_after_stop(run.output)
-            assert "stopped (SIGTERM)" in run.output
+            aborted += assert_stopped(run)
         leftovers = [p.name for p in (data.root / "out" / "tables").glob(".*")]
         assert not leftovers, f"partial outputs left: {leftovers}"
         # a watermark in the state means that table's data is committed
@@ -153,7 +151,7 @@ def test_sigterm_at_random_points(emu, tmp_path, mode, runs):
         else:
             for table in TABLES:
                 assert_copy_equal(emu, source, emu, destination, table)
-    CAMPAIGN.add(f"4 SIGTERM / {mode}", runs=2 * runs, interrupted=interrupted, known_bug_tracebacks=known_bug)
+    CAMPAIGN.add(f"4 SIGTERM / {mode}", runs=2 * runs, interrupted=interrupted, aborted_at_exit=aborted)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -181,11 +179,9 @@ def _stop(data, proc, rng, *, spread: float) -> tuple[object, float]:
 
 
 def _assert_stopped(run, took) -> int:
-    """Exit 143 within 10 s saying so; returns the known bug's tracebacks (``unexpected_after_stop``)."""
+    """``assert_stopped`` within 10 s."""
     assert took < 10, f"exit took {took:.1f} s"
-    assert run.returncode == 143, run.output
-    assert "stopped (SIGTERM)" in run.output
-    return unexpected_after_stop(run.output)
+    return assert_stopped(run)
 
 
 def _state_tables(data) -> dict:
@@ -251,7 +247,7 @@ def _stop_in_the_delete_step(emu, tmp_path, seed: int) -> Counter:
     emu.job_delay = 0.0
     figures = Counter(interrupted_request_held=0, interrupted_job_unfinished=0)
     figures["interrupted_request_held" if request_held else "interrupted_job_unfinished"] += 1
-    figures["known_bug_tracebacks"] = _assert_stopped(run, took)
+    figures["aborted_at_exit"] = _assert_stopped(run, took)
     changed, compared = _committed(emu, source, destination, before, run)
     figures.update(tables_committed_before_sigterm=len(changed), rows_compared=compared)
     # the next run (the held delete may land while it runs) leaves destination == source
@@ -277,7 +273,7 @@ MANY_TABLES = source_tables("in.c-many", 10)  # two of each shape
 
 def _stop_with_tables_in_flight(emu, source, destination, data, rng) -> Counter:
     """One run stopped at a random point once two tables are in flight, and the run after it."""
-    figures = Counter(interrupted=0, tables_in_flight_at_sigterm=0, known_bug_tracebacks=0, resumed_incrementally=0)
+    figures = Counter(interrupted=0, tables_in_flight_at_sigterm=0, aborted_at_exit=0, resumed_incrementally=0)
     before = _state_tables(data)
     emu.job_delay = 0.7
     proc = data.start(env_for(emu))
@@ -290,7 +286,7 @@ def _stop_with_tables_in_flight(emu, source, destination, data, rng) -> Counter:
         assert "Traceback" not in run.output, run.output
     else:
         figures.update(interrupted=1, tables_in_flight_at_sigterm=len(busy))
-        figures["known_bug_tracebacks"] += _assert_stopped(run, took)
+        figures["aborted_at_exit"] += _assert_stopped(run, took)
     changed, compared = _committed(emu, source, destination, before, run)
     synced = {t.id for t in MANY_TABLES if f"Table {t.id}: synced (" in run.output}
     assert synced <= changed, f"synced but not in the state: {synced - changed}"
@@ -335,3 +331,51 @@ def test_a_table_whose_client_closes_under_a_stop_is_stopped(caplog):
         outcomes = runner.run(["in.c-int.a"], work, label=str)
     assert [o.status for o in outcomes] == ["stopped"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+STOPPED_WHILE_IN_DUCKDB = """
+import os, runpy, sys, threading
+import duckdb
+
+def key_diff():  # what workflows/keys.py does on a table's (daemon) worker thread: DuckDB queries
+    con = duckdb.connect()
+    while True:
+        con.execute("SELECT count(*) FROM range(200000)").fetchall()
+
+for _ in range(4):  # four tables in flight (the default parallelism), each in its key diff
+    threading.Thread(target=key_diff, daemon=True).start()
+sys.argv = [sys.argv[1]]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as `python src/component.py` has it
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a SIGTERM while a table's key diff runs in DuckDB on a daemon worker thread: the interpreter's exit "
+    "unwinds that thread through DuckDB's C++ code and the process aborts (SIGABRT, 'FATAL: exception not "
+    "rethrown') instead of exiting 143",
+)
+def test_sigterm_while_a_table_is_in_duckdb_exits_143(emu, tmp_path):
+    """The component's own entry point (src/component.py as __main__) with threads standing for four tables in their
+    key diffs; the SIGTERM comes while the sync's first storage job runs (jobs last 3 s)."""
+    source = _source(emu)
+    destination = new_project(emu, "intdst")
+    data = new_data_dir(tmp_path / "duckdb")
+    data.write_config(_params(emu, "sync", source, destination))
+    script = tmp_path / "stopped_in_duckdb.py"
+    script.write_text(STOPPED_WHILE_IN_DUCKDB)
+    emu.job_delay = 3.0
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(COMPONENT)],
+        cwd=REPO,
+        env=data.process_env(env_for(emu)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_while_running(proc, lambda: unfinished_jobs(emu, source.id), "its first storage job")
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stdout + stderr
+    assert "stopped (SIGTERM)" in stdout + stderr
