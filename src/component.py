@@ -179,7 +179,28 @@ class Component(ComponentBase):
                 max_workers=self.config.parallelism,
                 **options,
             )
+            self._use_branch(which, conn, self._clients[which])
         return self._clients[which]
+
+    def _use_branch(self, which: str, conn: Connection, client: StorageClient) -> None:
+        """``KBC_BRANCHID`` applies to a connection that uses the forwarded token (the job's project); one given its
+        own URL and token reads and writes its default branch. One log line says which branch it uses."""
+        forwarded_token = (os.environ.get("KBC_TOKEN") or "").strip()
+        branch_id = (os.environ.get("KBC_BRANCHID") or "").strip()
+        if not forwarded_token or conn.token != forwarded_token:
+            logger.info("The %s connection (its own URL and token) uses its default branch.", which)
+            return
+        if not branch_id:
+            logger.info("The %s connection (the job's project) uses the default branch (production).", which)
+            return
+        try:
+            branch = client.use_branch(branch_id)
+        except StorageApiError as exc:
+            raise UserException(redact(str(exc))) from exc
+        # a destination is what the branch writes: a table only production has is created in the branch
+        client.reads.fall_back = which == "source"
+        reads = "; tables the branch has not written are read from production" if client.reads.fall_back else ""
+        logger.info("The %s connection (the job's project) uses %s%s.", which, branch.describe(), reads)
 
     def _close_clients(self) -> None:
         for client in self._clients.values():

@@ -69,6 +69,8 @@ _UNITS = {
 
 Mode = Literal["export", "import", "sync"]
 Deletes = Literal["propagate", "keep"]
+Aliases = Literal["copy", "skip"]
+ALIASES = ("copy", "skip")  # a source alias: its data copied into a real table (default), or not at all
 SchemaChanges = Literal["follow", "rebuild"]
 
 
@@ -135,6 +137,7 @@ class TableSettings(_Frozen):
     limit: int | None = None
     deletes: Deletes | None = None  # sync: "propagate" (default) or "keep"; None in export and import
     schema_changes: SchemaChanges = "follow"
+    aliases: Aliases = "copy"
 
     @property
     def source_is_bucket(self) -> bool:
@@ -530,6 +533,7 @@ class _SettingsIn(_In):
     limit: int | None = None
     deletes: Deletes | None = None
     schema_changes: SchemaChanges | None = Field(None, alias="schemaChanges")
+    aliases: Aliases | None = None
 
     @field_validator("incremental", mode="plain")
     @classmethod
@@ -578,6 +582,11 @@ class _SettingsIn(_In):
     @classmethod
     def _schema_changes(cls, value: Any) -> str | None:
         return _choice(value, SCHEMA_CHANGES)
+
+    @field_validator("aliases", mode="plain")
+    @classmethod
+    def _aliases(cls, value: Any) -> str | None:
+        return _choice(value, ALIASES)
 
     @model_validator(mode="after")
     def _mode_support(self, info: ValidationInfo) -> _SettingsIn:
@@ -838,6 +847,7 @@ def _resolve(top: _SettingsIn, own: _SettingsIn | None, mode: str, **identity: A
         limit=pick("limit"),
         deletes=(pick("deletes") or "propagate") if mode == "sync" else None,
         schema_changes=pick("schema_changes") or "follow",
+        aliases=pick("aliases") or "copy",
     )
 
 

@@ -8,10 +8,19 @@ from collections.abc import Iterable
 
 from redaction import register_file_credentials
 
+from .branches import BranchReads
+
 
 class Files:
-    def __init__(self, http):
+    """Files are per branch in branched storage: a file exported from a production table (the branch has no copy
+    of it) is read at the plain path."""
+
+    def __init__(self, http, reads: BranchReads | None = None):
         self.http = http
+        self.reads = reads or BranchReads()
+
+    def _plain(self, file_id) -> dict:
+        return {"plain": True} if str(file_id) in self.reads.production_files else {}
 
     def prepare(
         self,
@@ -38,9 +47,11 @@ class Files:
     def detail(self, file_id, federation: bool = True) -> dict:
         """GET files/{id}; with ``federation`` the answer includes direct-access credentials (valid 12 hours)."""
         return register_file_credentials(
-            self.http.get(f"files/{file_id}", params={"federationToken": 1} if federation else None)
+            self.http.get(
+                f"files/{file_id}", params={"federationToken": 1} if federation else None, **self._plain(file_id)
+            )
         )
 
     def refresh(self, file_id) -> dict:
         """PUT files/{id}/refresh: new upload credentials (GCS only; they last one hour)."""
-        return register_file_credentials(self.http.put(f"files/{file_id}/refresh"))
+        return register_file_credentials(self.http.put(f"files/{file_id}/refresh", **self._plain(file_id)))

@@ -23,6 +23,7 @@ import tenacity
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NameResolutionError, NewConnectionError, ReadTimeoutError
 
+from .branches import Branch
 from .errors import ConnectionFailed, StorageApiError, error_from_response
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class StorageHttp:
         self._timeout = (min(request_timeout, _CONNECT_TIMEOUT_CAP), request_timeout)
         self._clock = clock
         self._sleep = sleep
+        self.branch = Branch()  # StorageClient.use_branch sets a development branch: paths get branch/{id}/
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 10))
         self.session.mount("https://", adapter)
@@ -89,29 +91,38 @@ class StorageHttp:
         self.session.close()
 
     # public verbs ------------------------------------------------------------------------------------------------
-    def get(self, path: str, params: dict | None = None) -> Any:
-        return _json(self.request("GET", path, params=params))
+    # ``plain=True``: the production (default-branch) path even when a development branch is set
+    def get(self, path: str, params: dict | None = None, *, plain: bool = False) -> Any:
+        return _json(self.request("GET", path, params=params, plain=plain))
 
-    def get_text(self, path: str, params: dict | None = None) -> str:
-        return self.request("GET", path, params=params).text
+    def get_text(self, path: str, params: dict | None = None, *, plain: bool = False) -> str:
+        return self.request("GET", path, params=params, plain=plain).text
 
-    def post(self, path: str, json: dict | None = None, *, idempotent: bool) -> Any:
-        return _json(self.request("POST", path, json=json, idempotent=idempotent))
+    def post(self, path: str, json: dict | None = None, *, idempotent: bool, plain: bool = False) -> Any:
+        return _json(self.request("POST", path, json=json, idempotent=idempotent, plain=plain))
 
-    def put(self, path: str, json: dict | None = None) -> Any:
-        return _json(self.request("PUT", path, json=json))
+    def put(self, path: str, json: dict | None = None, *, plain: bool = False) -> Any:
+        return _json(self.request("PUT", path, json=json, plain=plain))
 
-    def delete(self, path: str, params: dict | None = None) -> Any:
-        return _json(self.request("DELETE", path, params=params))
+    def delete(self, path: str, params: dict | None = None, *, plain: bool = False) -> Any:
+        return _json(self.request("DELETE", path, params=params, plain=plain))
 
     # core ---------------------------------------------------------------------------------------------------------
     def request(
-        self, method: str, path: str, *, params: dict | None = None, json: Any = None, idempotent: bool | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        json: Any = None,
+        idempotent: bool | None = None,
+        plain: bool = False,
     ) -> requests.Response:
-        """Send with retries; returns the 2xx response or raises a typed StorageApiError."""
+        """Send with retries; returns the 2xx response or raises a typed StorageApiError. In a development branch
+        the path gets ``branch/{id}/`` (jobs and the other unbranched paths excepted) unless ``plain``."""
         if idempotent is None:
             idempotent = method != "POST"
-        path = path.lstrip("/")
+        path = path.lstrip("/") if plain else self.branch.path(path)
         deadline = self._clock() + self.retry.max_total
 
         def attempt() -> requests.Response:

@@ -11,8 +11,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from .branches import Branch, BranchReads
 from .errors import StorageApiError
 from .jobs import Jobs, is_job
+
+_DEFAULT_BRANCH = Branch()
 
 
 @dataclass(frozen=True)
@@ -23,25 +26,113 @@ class ExportResult:
 
 
 class Tables:
-    def __init__(self, http, jobs: Jobs):
+    """Table ids are the configuration's ids in every branch: in a legacy prefix branch they are mapped to the
+    branch's ``in.c-{id}-name`` buckets here, and the details returned carry the configuration's id again."""
+
+    def __init__(self, http, jobs: Jobs, reads: BranchReads | None = None):
         self.http = http
         self.jobs = jobs
+        self.reads = reads or BranchReads()
+
+    @property
+    def branch(self) -> Branch:
+        return getattr(self.http, "branch", None) or _DEFAULT_BRANCH
 
     # reading ------------------------------------------------------------------------------------------------------
     def list(self, include: Iterable[str] = ("columns",)) -> list[dict]:
-        return self.http.get("tables", params={"include": ",".join(include)}) or []
+        params = {"include": ",".join(include)}
+        branch = self.branch
+        if branch.is_default:
+            return self.http.get("tables", params=params) or []
+        if branch.prefixed:  # the branch's tables live in production buckets: the plain list has them all
+            return self.http.get("tables", params=params, plain=True) or []
+        tables = self.http.get("tables", params=params) or []
+        if self.reads.fall_back:
+            tables = _union(tables, self.http.get("tables", params=params, plain=True) or [])
+        return tables
 
     def list_in_bucket(self, bucket_id: str, include: Iterable[str] = ("columns",)) -> list[dict]:
-        return self.http.get(f"buckets/{bucket_id}/tables", params={"include": ",".join(include)}) or []
+        """The bucket's tables; in a branch those of its branch copy, with (when reads fall back) the production
+        tables the branch has no copy of."""
+        params = {"include": ",".join(include)}
+        branch = self.branch
+        if branch.is_default:
+            return self.http.get(f"buckets/{bucket_id}/tables", params=params) or []
+        try:  # a legacy branch's bucket is a production bucket: listed at the plain path
+            own = self.http.get(f"buckets/{branch.bucket_id(bucket_id)}/tables", params=params, plain=branch.prefixed)
+            own = [self._logical(t) for t in own or ()]
+        except StorageApiError as exc:
+            if exc.status != 404 or not self.reads.fall_back:
+                raise
+            own = None
+        if not self.reads.fall_back:
+            return own or []
+        try:
+            production = self.http.get(f"buckets/{bucket_id}/tables", params=params, plain=True) or []
+        except StorageApiError as exc:
+            if exc.status != 404 or own is None:
+                raise
+            production = []
+        if own is None and not production:
+            return []
+        return _union(own or [], production)
 
     def detail(self, table_id: str) -> dict | None:
-        """The table (always with ``columns``), or None when it or its bucket does not exist."""
+        """The table (always with ``columns``), or None when it or its bucket does not exist.
+
+        In a development branch: the branch's table; when the branch has none and reads fall back (the client of
+        the forwarded connection), the production table, as Keboola's input mapping does (addendum section 3)."""
+        branch = self.branch
+        if branch.is_default:
+            return self._seen(table_id, self._get_detail(f"tables/{table_id}"))
+        found = self._get_detail(f"tables/{branch.table_id(table_id)}")
+        if found is not None or not self.reads.fall_back:
+            self.reads.production_tables.discard(table_id)
+            return self._seen(table_id, self._logical(found) if found is not None else None)
+        found = self._get_detail(f"tables/{table_id}", plain=True)
+        if found is not None:
+            self.reads.production_tables.add(table_id)
+        return self._seen(table_id, found)
+
+    def _get_detail(self, path: str, *, plain: bool = False) -> dict | None:
         try:
-            return self.http.get(f"tables/{table_id}")
+            return self.http.get(path, plain=True) if plain else self.http.get(path)
         except StorageApiError as exc:
             if exc.status == 404:
                 return None
             raise
+
+    def _seen(self, table_id: str, detail: dict | None) -> dict | None:
+        if detail is not None and detail.get("isAlias"):
+            self.reads.aliases.add(table_id)
+        else:
+            self.reads.aliases.discard(table_id)
+        return detail
+
+    def _logical(self, detail: dict) -> dict:
+        """A legacy branch table's detail under the configuration's ids."""
+        branch = self.branch
+        if not branch.prefixed or not isinstance(detail, dict) or not detail.get("id"):
+            return detail
+        detail = dict(detail, id=branch.logical_table_id(detail["id"]))
+        if isinstance(detail.get("bucket"), dict) and detail["bucket"].get("id"):
+            detail["bucket"] = dict(detail["bucket"], id=branch.logical_bucket_id(detail["bucket"]["id"]))
+        return detail
+
+    def _write_id(self, table_id: str) -> str:
+        """The id to write ``table_id`` at in this branch; an alias is refused (aliases are read-only)."""
+        if table_id in self.reads.aliases:
+            raise StorageApiError(
+                f"Table {table_id} is an alias, which is read-only; choose a destination table that is not an alias.",
+                user_error=True,
+            )
+        return self.branch.table_id(table_id)
+
+    def _read_at(self, table_id: str) -> tuple[str, bool]:
+        """(id, plain path) to read ``table_id``'s data at: production when the branch has no copy of it."""
+        if table_id in self.reads.production_tables and not self.branch.is_default:
+            return table_id, True
+        return self.branch.table_id(table_id), False
 
     # data ---------------------------------------------------------------------------------------------------------
     def create(
@@ -58,6 +149,7 @@ class Tables:
         body = {"name": name, "dataFileId": data_file_id, **csv_options}
         if primary_key:
             body["primaryKey"] = ",".join(primary_key)
+        bucket_id = self.branch.bucket_id(bucket_id)
         table_id = f"{bucket_id}.{name}"
 
         def matches(job: dict) -> bool:
@@ -71,7 +163,7 @@ class Tables:
             on_submitted(job)
         job = self.jobs.wait(job)
         results = job.get("results") or {}
-        return self.detail(results.get("id") or table_id) or results
+        return self.detail(self.branch.logical_table_id(results.get("id") or table_id)) or self._logical(results)
 
     def create_definition(
         self,
@@ -88,6 +180,7 @@ class Tables:
         A replay would fail (the table exists), so an ambiguous failure is reconciled against the jobs created since
         the request was sent (a table of that name dropped and created again has an older job)."""
         body: dict = {"name": name, "primaryKeysNames": list(primary_key), "columns": [dict(c) for c in columns]}
+        bucket_id = self.branch.bucket_id(bucket_id)
         table_id = f"{bucket_id}.{name}"
 
         def matches(job: dict) -> bool:
@@ -102,7 +195,7 @@ class Tables:
             on_submitted(job)
         job = self.jobs.wait(job)
         results = job.get("results") or {}
-        return self.detail(results.get("id") or table_id) or results
+        return self.detail(self.branch.logical_table_id(results.get("id") or table_id)) or self._logical(results)
 
     def load(
         self,
@@ -124,6 +217,7 @@ class Tables:
 
         A replayed import would load the data twice, so an ambiguous failure is reconciled against recent jobs.
         """
+        table_id = self._write_id(table_id)
         body = {
             "dataFileId": data_file_id,
             "incremental": incremental,
@@ -173,11 +267,20 @@ class Tables:
             body["whereFilters"] = list(where_filters)
         if limit is not None:
             body["limit"] = int(limit)
-        job = self.jobs.wait(self.http.post(f"tables/{table_id}/export-async", body, idempotent=True))
+        at, plain = self._read_at(table_id)
+        path = f"tables/{at}/export-async"
+        posted = (
+            self.http.post(path, body, idempotent=True, plain=True)
+            if plain
+            else self.http.post(path, body, idempotent=True)
+        )
+        job = self.jobs.wait(posted)
         results = job.get("results") or {}
         file_id = (results.get("file") or {}).get("id")
         if file_id is None:
             raise StorageApiError(f"Storage job {job.get('id')} exported {table_id} but returned no file id.")
+        if plain:  # a production file: a branched-storage branch does not see it (files are per branch)
+            self.reads.production_files.add(str(file_id))
         return ExportResult(file_id=file_id, cache_hit=bool(results.get("cacheHit")), job=job)
 
     def delete_rows(
@@ -203,6 +306,7 @@ class Tables:
         cost of a replay after a lost response is that ``deletedRows`` of the replayed job misses the rows the
         first job deleted.
         """
+        table_id = self._write_id(table_id)
         body: dict = {"whereFilters": [dict(f) for f in where_filters]}
         if changed_since is not None:
             body["changedSince"] = str(int(changed_since))
@@ -223,6 +327,7 @@ class Tables:
         the name and appends the column. A replay would fail with ``storage.tables.columnAlreadyExists``, so an
         ambiguous failure is reconciled against the jobs created since the request was sent.
         """
+        table_id = self._write_id(table_id)
         body: dict = {"name": name}
         if definition is not None:
             body["definition"] = dict(definition)
@@ -238,6 +343,7 @@ class Tables:
         """``DELETE tables/{id}/columns/{name}?force=`` (addendum section 4); waits and returns the finished
         ``tableColumnDelete`` job. ``force`` also removes the column from auto-sync aliases. A replay would fail
         (the column no longer exists), so an ambiguous failure is reconciled like ``add_column``."""
+        table_id = self._write_id(table_id)
 
         def matches(job: dict) -> bool:
             return _is_column_job(job, "tableColumnDelete", table_id, name)
@@ -257,6 +363,8 @@ class Tables:
         return self.jobs.submit(path, body, matches=created_now, method=method, params=params)
 
     def add_primary_key(self, table_id: str, columns: list[str]) -> None:
+        table_id = self._write_id(table_id)
+
         def matches(job: dict) -> bool:
             return job.get("operationName") == "tablePrimaryKeyAdd" and job.get("tableId") == table_id
 
@@ -265,7 +373,7 @@ class Tables:
         )
 
     def remove_primary_key(self, table_id: str) -> None:
-        self._wait_if_job(self.http.delete(f"tables/{table_id}/primary-key"))
+        self._wait_if_job(self.http.delete(f"tables/{self._write_id(table_id)}/primary-key"))
 
     def set_metadata(
         self,
@@ -275,6 +383,7 @@ class Tables:
         column_metadata: dict[str, list[dict]] | None = None,
     ) -> None:
         """Upsert table and column metadata (``{"key", "value"}`` items; other keys such as id are dropped)."""
+        table_id = self._write_id(table_id)
         body: dict = {"provider": provider}
         if metadata:
             body["metadata"] = [_key_value(item) for item in metadata]
@@ -289,11 +398,17 @@ class Tables:
             self.http.post(f"tables/{table_id}/metadata", body, idempotent=True)  # an upsert: safe to repeat
 
     def delete(self, table_id: str) -> None:
-        self._wait_if_job(self.http.delete(f"tables/{table_id}"))
+        self._wait_if_job(self.http.delete(f"tables/{self._write_id(table_id)}"))
 
     def _wait_if_job(self, payload) -> None:
         if is_job(payload):
             self.jobs.wait(payload)
+
+
+def _union(own: list[dict], production: list[dict]) -> list[dict]:
+    """The branch's tables, then the production tables it has no copy of."""
+    ids = {t.get("id") for t in own}
+    return [*own, *(t for t in production if t.get("id") not in ids)]
 
 
 def _source_file_id(job: dict):

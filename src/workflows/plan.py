@@ -73,6 +73,12 @@ def plan_tables(
                 f"Table {item.source} was not found in the source project; check the table id and that the token "
                 f"can read bucket {bucket_of(item.source)}."
             )
+        if detail.get("isAlias"):
+            alias_of = (detail.get("sourceTable") or {}).get("id") or "another table"
+            if item.aliases == "skip":
+                logger.info("Table %s is an alias of %s; skipped (aliases: skip).", item.source, alias_of)
+                continue
+            logger.info("Table %s is an alias of %s; its data is copied into a real table.", item.source, alias_of)
         planned.append(_plan_one(item, detail, mode=mode, default_bucket=default_bucket))
     check_unique_destinations([(p.source_id, p.destination_id) for p in planned])
     return _unique_names(planned)
