@@ -62,3 +62,18 @@ def test_unknown_branch_fails_before_writing(emulator, source, data_dir, env):
     run = data_dir.run(_forwarded(env, emulator, source, 987654))
     assert run.returncode == 1, run.output
     assert "nothing was written" in run.output
+
+
+def test_import_in_a_branch_writes_the_branch_only(emulator, source, data_dir, env, branch):
+    model, branch_id = branch
+    data_dir.add_input_table("people.csv", ["id", "name"], [["1", "Ann"], ["2", "Ben"]])
+    data_dir.write_config({"mode": "import", "destination": {"bucket": "in.c-pushed"}, "tables": []})
+    run = data_dir.run(_forwarded(env, emulator, source, branch_id))
+    assert run.returncode == 0, run.output
+    table_id, in_branch = _branch_table(model, branch_id, "in.c-pushed.people")
+    assert sorted_dicts(emulator.table_rows(source.id, table_id, branch_id=in_branch)) == [
+        {"id": "1", "name": "Ann"},
+        {"id": "2", "name": "Ben"},
+    ]
+    with pytest.raises(Exception):  # noqa: B017 - production has no such table
+        emulator.table_detail(source.id, "in.c-pushed.people")
