@@ -77,3 +77,23 @@ def test_import_in_a_branch_writes_the_branch_only(emulator, source, data_dir, e
     ]
     with pytest.raises(Exception):  # noqa: B017 - production has no such table
         emulator.table_detail(source.id, "in.c-pushed.people")
+
+
+def test_sync_in_a_branch_reads_the_branch_copy_of_a_table_it_has_written(emulator, source, data_dir, env, branch):
+    model, branch_id = branch
+    own_id, in_branch = _branch_table(model, branch_id, "in.c-sales.customers")
+    if model == "prefix":
+        emulator.create_bucket(source.id, f"{branch_id}-sales")
+    else:
+        emulator.create_bucket(source.id, "sales", branch_id=branch_id)
+    emulator.create_table(source.id, own_id, "id,name,city\n9,Branch,Only\n", primary_key=["id"], branch_id=in_branch)
+    data_dir.write_config(
+        {"mode": "sync", "tables": [{"source": "in.c-sales.customers", "destination": "in.c-copy.customers"}]}
+    )
+    run = data_dir.run(_forwarded(env, emulator, source, branch_id))
+    assert run.returncode == 0, run.output
+    table_id, in_branch = _branch_table(model, branch_id, "in.c-copy.customers")
+    assert emulator.table_rows(source.id, table_id, branch_id=in_branch) == [
+        {"id": "9", "name": "Branch", "city": "Only"}
+    ]
+    assert len(emulator.table_rows(source.id, "in.c-sales.customers")) == 3  # production untouched
