@@ -16,6 +16,7 @@ import gzip
 import shutil
 import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from .engine import TableEngine
 from .faults import FaultInjector
 from .filestorage import create_file_storage
 from .jobs import DEFAULT_PARALLELISM
-from .models import ColumnRequest, StorageBackend
+from .models import BRANCH, ColumnRequest, StorageBackend
 from .server import ServerThread, StorageApiApp
 
 
@@ -248,22 +249,59 @@ class Emulator:
         self.backend.revoke_token(token)
 
     # buckets and tables ----------------------------------------------------------------------------------------------
+    # dev branches (addendum §3) ------------------------------------------------------------------------------
+    def create_dev_branch(self, project_id: int, name: str, description: str = "") -> dict:
+        """Create a dev branch as ``POST dev-branches`` does (job ``devBranchCreate``); returns the branch JSON."""
+        self._require_started()
+        job = self.backend.create_branch(self.backend.master_token(project_id), name, description)
+        done = self.backend.wait_job(job["id"], 60)
+        if done["status"] != "success":
+            raise RuntimeError(f"devBranchCreate failed: {done.get('error')}")
+        return done["results"]
+
+    def set_project_features(self, project_id: int, features: list[str]) -> None:
+        """``owner.features`` of the project; ``storage-branches`` (or ``protected-default-branch``) switches dev
+        branches to branched storage, none is the legacy prefix model."""
+        with self.backend.lock:
+            self.backend._project(project_id).features = list(features)
+
+    def default_branch_id(self, project_id: int) -> int:
+        return next(b.id for b in self.backend._project(project_id).branches.values() if b.is_default)
+
+    @contextmanager
+    def _in_branch(self, branch_id: int | None):
+        token = BRANCH.set(branch_id)
+        try:
+            yield
+        finally:
+            BRANCH.reset(token)
+
     def create_bucket(
-        self, project_id: int, name: str, stage: str = "in", description: str = "", backend: str | None = None
+        self,
+        project_id: int,
+        name: str,
+        stage: str = "in",
+        description: str = "",
+        backend: str | None = None,
+        branch_id: int | None = None,
     ) -> str:
         """``backend``: ``snowflake`` | ``bigquery`` (one of the project's assigned backends); None: the project's
-        default backend."""
+        default backend. ``branch_id``: a dev branch (None: production)."""
         self._require_started()
         master = self.backend.master_token(project_id)
-        return self.backend.create_bucket(master, name=name, stage=stage, description=description, backend=backend)[
-            "id"
-        ]
+        with self._in_branch(branch_id):
+            return self.backend.create_bucket(master, name=name, stage=stage, description=description, backend=backend)[
+                "id"
+            ]
 
-    def create_table(self, project_id: int, table_id: str, csv_data, primary_key=()) -> dict:
+    def create_table(
+        self, project_id: int, table_id: str, csv_data, primary_key=(), branch_id: int | None = None
+    ) -> dict:
         """Create ``table_id`` from a CSV with a header (a path or the CSV text); returns the table detail.
-        Goes through the real file storage and the engine, like a tables-async job, without HTTP or job delay."""
+        Goes through the real file storage and the engine, like a tables-async job, without HTTP or job delay.
+        ``branch_id``: in that dev branch (None: production)."""
         self._require_started()
-        with self._csv_file(csv_data) as path:
+        with self._csv_file(csv_data) as path, self._in_branch(branch_id):
             return self.backend.create_table_direct(project_id, table_id, path, list(primary_key))
 
     def create_typed_table(
@@ -292,21 +330,25 @@ class Emulator:
             detail = self.table_detail(project_id, table_id)
         return detail
 
-    def load_table(self, project_id: int, table_id: str, csv_data, incremental: bool = False) -> dict:
+    def load_table(
+        self, project_id: int, table_id: str, csv_data, incremental: bool = False, branch_id: int | None = None
+    ) -> dict:
         """Import a CSV with a header into an existing table; returns the import job results."""
         self._require_started()
-        with self._csv_file(csv_data) as path:
+        with self._csv_file(csv_data) as path, self._in_branch(branch_id):
             return self.backend.load_table_direct(project_id, table_id, path, incremental=incremental)
 
-    def table_detail(self, project_id: int, table_id: str) -> dict:
+    def table_detail(self, project_id: int, table_id: str, branch_id: int | None = None) -> dict:
         self._require_started()
-        return self.backend.get_table(self.backend.master_token(project_id), table_id)
+        with self._in_branch(branch_id):
+            return self.backend.get_table(self.backend.master_token(project_id), table_id)
 
-    def table_rows(self, project_id: int, table_id: str) -> list[dict]:
+    def table_rows(self, project_id: int, table_id: str, branch_id: int | None = None) -> list[dict]:
         """All rows of a table as dicts (column order of the table; row order unspecified). A typed table's values
-        are printed as its exports print them, NULL as None."""
+        are printed as its exports print them, NULL as None. ``branch_id``: the table of that dev branch."""
         self._require_started()
-        table = self.backend.table_for(project_id, table_id)
+        with self._in_branch(branch_id):
+            table = self.backend.table_for(project_id, table_id)
         if table.is_typed:
             columns, rows = self.engine.preview(table.handle, limit=None, style="export")
             return [dict(zip(columns, row, strict=True)) for row in rows]

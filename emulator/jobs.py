@@ -14,6 +14,7 @@ none), the rest (minus the real work) in processing.
 from __future__ import annotations
 
 import bisect
+import contextvars
 import logging
 import threading
 import time
@@ -131,7 +132,14 @@ class JobRunner:
                 self._admit_pending(project_id)
 
     def submit(self, job: Job, work: Callable[[Job], object], *, key: str | None = None) -> None:
-        """Queue ``work(job)``; its return value becomes ``job.results``, a StorageError ends the job in error."""
+        """Queue ``work(job)``; its return value becomes ``job.results``, a StorageError ends the job in error. The work
+        runs in a copy of the submitter's context (the request's dev branch)."""
+        context = contextvars.copy_context()
+        inner = work
+
+        def work(job: Job, _inner=inner, _context=context):
+            return _context.run(_inner, job)
+
         with self._lock:
             if self._closed:
                 raise RuntimeError("job runner is shut down")

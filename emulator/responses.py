@@ -868,3 +868,25 @@ def advance_clock(ctx: Context) -> Response:
     except (TypeError, ValueError):
         raise ValidationError('Invalid request:\n - advanceSeconds: "This value should be a number >= 0."') from None
     return get_clock(ctx)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# dev branches (addendum §3)
+# ---------------------------------------------------------------------------------------------------------------
+def list_dev_branches(ctx: Context) -> Response:
+    return json_response(ctx.backend.list_branches(ctx.token))
+
+
+def get_dev_branch(ctx: Context, branch_id: str) -> Response:
+    return json_response(ctx.backend.get_branch(ctx.token, branch_id))
+
+
+def create_dev_branch(ctx: Context) -> Response:
+    p = ctx.params
+    name = required_text(p, "name", "validation.failed")
+    description = p.get("description") or ""
+    return job_response(ctx.backend.create_branch(ctx.token, name, str(description), run_id=ctx.run_id))
+
+
+def delete_dev_branch(ctx: Context, branch_id: str) -> Response:
+    return job_response(ctx.backend.delete_branch(ctx.token, branch_id, run_id=ctx.run_id))

@@ -63,6 +63,23 @@ API_ROUTES = [
     Route("/jobs/<job_id>", "GET", r.get_job),
 ]
 
+# plain path only (dev branches are project-wide)
+DEV_BRANCH_ROUTES = [
+    Route("/dev-branches", "GET", r.list_dev_branches),
+    Route("/dev-branches", "POST", r.create_dev_branch),
+    Route("/dev-branches/<branch_id>", "GET", r.get_dev_branch),
+    Route("/dev-branches/<branch_id>", "DELETE", r.delete_dev_branch),
+]
+
+# ``/v2/storage/branch/{branchId|default}/...``: every API route but jobs (PHP BranchAwareClient; addendum §3). The
+# server passes the ``branch`` argument to the models as the request's branch (``models.BRANCH``).
+BRANCH_PREFIX = PREFIX + "/branch/<branch>"
+
+
+def branch_scoped(route: Route) -> bool:
+    return not route.path.startswith("/jobs")
+
+
 CONTROL_ROUTES = [
     Route("/clock", "GET", r.get_clock),
     Route("/clock", "POST", r.advance_clock),
@@ -78,7 +95,10 @@ def _map(prefix: str, routes: list[Route]) -> Map:
 
 
 def build_url_map() -> Map:
-    return _map(PREFIX, API_ROUTES)
+    plain = _map(PREFIX, API_ROUTES + DEV_BRANCH_ROUTES)
+    for rule in _map(BRANCH_PREFIX, [route for route in API_ROUTES if branch_scoped(route)]).iter_rules():
+        plain.add(rule.empty())
+    return plain
 
 
 def build_control_map() -> Map:

@@ -39,7 +39,7 @@ from .errors import (
     StorageError,
 )
 from .faults import JOB_ERROR
-from .models import StorageBackend, fmt_time
+from .models import BRANCH, StorageBackend, fmt_time
 from .responses import Context, json_response
 from .routes import CONTROL_PREFIX, Route, build_control_map, build_url_map
 
@@ -177,6 +177,14 @@ class StorageApiApp:
         except (MethodNotAllowed, RouteNotFound) as exc:  # answered, also when a late fault replaces the answer
             return self.error_response(exc)
         token = self.backend.authenticate(request.headers.get(TOKEN_HEADER))
+        branch_ref = args.pop("branch", None)
+        branch_token = BRANCH.set(None if branch_ref is None else self.backend.resolve_branch(token, branch_ref))
+        try:
+            return self._dispatch(request, route, args, token, job_fault)
+        finally:
+            BRANCH.reset(branch_token)
+
+    def _dispatch(self, request: Request, route: Route, args: dict, token, job_fault) -> Response:
         if route.access is not None:
             self.backend.check_access(
                 token, route.access, bucket_id=args.get("bucket_id"), table_id=args.get("table_id")

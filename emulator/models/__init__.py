@@ -21,10 +21,11 @@ does the same for ``bucketPermissions`` and ``columnMetadata``.
 from __future__ import annotations
 
 from ..errors import StorageError
+from .branches import BranchesMixin
 from .buckets import BucketsMixin
 from .core import BackendCore
 from .definitions import ColumnRequest, DefinitionsMixin
-from .entities import Bucket, Project, StoredFile, Table, TableQuery, Token
+from .entities import BRANCH, Bucket, Project, StoredFile, Table, TableQuery, Token
 from .exports import JSON_VALUE_LIMIT, ExportsMixin
 from .files import FilesMixin
 from .helpers import fmt_time
@@ -39,6 +40,7 @@ from .tokens import TokensMixin
 
 class StorageBackend(
     TokensMixin,
+    BranchesMixin,
     BucketsMixin,
     TablesMixin,
     DefinitionsMixin,
@@ -55,6 +57,7 @@ class StorageBackend(
 
 
 __all__ = [
+    "BRANCH",
     "JSON_VALUE_LIMIT",
     "Bucket",
     "ColumnRequest",

@@ -49,6 +49,8 @@ class BucketsMixin:
         include = include or []
         with self.lock:
             project = self.projects[token.project_id]
+            if self._in_legacy_dev_branch(project):
+                return []  # legacy branches: branch/{id}/buckets lists nothing, the default endpoint everything
             return [
                 self.bucket_json(b, metadata="metadata" in include)
                 for b in sorted(project.buckets.values(), key=lambda b: b.id)

@@ -42,7 +42,7 @@ class BackendCore:
         self.tokens: dict[str, Token] = {}
         self.tokens_by_id: dict[int, Token] = {}
         self.jobs: dict[int, Job] = {}
-        self._seq = {"project": 0, "token": 0, "file": 0, "job": 0, "table": 0, "metadata": 0}
+        self._seq = {"project": 0, "token": 0, "file": 0, "job": 0, "table": 0, "metadata": 0, "branch": 0}
         self.runner = JobRunner(job_delay=job_delay, clock=self.now, parallelism=jobs_parallelism)
 
     def now(self) -> datetime:

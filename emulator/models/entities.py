@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,17 +30,84 @@ class Token:
         return {"id": self.id, "description": self.description}
 
 
+# The dev branch of the request (``/v2/storage/branch/{id}/...``): None = the default branch (production). Set by
+# the server per request (and copied into the job threads); the Python API sets it around a call.
+BRANCH: ContextVar[int | None] = ContextVar("emulator_branch", default=None)
+BRANCHED_STORAGE_FEATURES = ("storage-branches", "protected-default-branch")
+
+
+@dataclass
+class Namespace:
+    """The storage of one branch: production, or a dev branch of a project with branched storage."""
+
+    buckets: dict[str, Bucket] = field(default_factory=dict)
+    files: dict[int, StoredFile] = field(default_factory=dict)
+    export_cache: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    tables_created: dict[str, datetime] = field(default_factory=dict)  # table id -> ``created`` of its last table
+
+
+@dataclass
+class DevBranch:
+    id: int
+    name: str
+    description: str
+    created: datetime
+    is_default: bool
+    creator_token: dict
+
+    def json(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "created": self.created.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "isDefault": self.is_default,
+            "creatorToken": self.creator_token,
+        }
+
+
 @dataclass
 class Project:
     id: int
     name: str
     created: datetime
-    buckets: dict[str, Bucket] = field(default_factory=dict)
-    files: dict[int, StoredFile] = field(default_factory=dict)
-    export_cache: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
-    tables_created: dict[str, datetime] = field(default_factory=dict)  # table id -> ``created`` of its last table
     default_backend: str = SNOWFLAKE  # tokens/verify owner.defaultBackend: the backend of a bucket created without one
     backends: list[str] = field(default_factory=lambda: [SNOWFLAKE])  # owner.assignedBackends
+    features: list[str] = field(default_factory=list)  # tokens/verify owner.features
+    branches: dict[int, DevBranch] = field(default_factory=dict)  # the default branch first
+    spaces: dict[int | None, Namespace] = field(default_factory=lambda: {None: Namespace()})
+
+    @property
+    def branched_storage(self) -> bool:
+        return any(f in self.features for f in BRANCHED_STORAGE_FEATURES)
+
+    @property
+    def space(self) -> Namespace:
+        """The storage the current branch (``BRANCH``) reads and writes: its own with branched storage, production in
+        the legacy model (a dev branch there is production with ``in.c-{branchId}-`` buckets) and for the default
+        branch."""
+        branch = BRANCH.get()
+        if branch is None or not self.branched_storage or branch not in self.branches:
+            return self.spaces[None]
+        if self.branches[branch].is_default:
+            return self.spaces[None]
+        return self.spaces.setdefault(branch, Namespace())
+
+    @property
+    def buckets(self) -> dict[str, Bucket]:
+        return self.space.buckets
+
+    @property
+    def files(self) -> dict[int, StoredFile]:
+        return self.space.files
+
+    @property
+    def export_cache(self) -> dict[tuple[str, str], tuple[int, int]]:
+        return self.space.export_cache
+
+    @property
+    def tables_created(self) -> dict[str, datetime]:
+        return self.space.tables_created
 
 
 @dataclass

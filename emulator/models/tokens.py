@@ -34,6 +34,7 @@ class TokensMixin:
                 backends=assigned,
             )
             self.projects[project.id] = project
+            self._add_default_branch(project)
             master = self._new_token(
                 project,
                 description="Master Token",
@@ -146,7 +147,7 @@ class TokensMixin:
                 "region": self.region,
                 "created": fmt_time(project.created),
                 "expires": None,
-                "features": [],
+                "features": list(project.features),
                 "dataSizeBytes": size,
                 "rowsCount": rows,
                 "hasMysql": False,
