@@ -46,6 +46,7 @@ def _reset_emulator(emulator):
     yield
     emulator.faults.clear()
     emulator.job_delay = 0.0
+    emulator.reset_clock()  # a test that moved the server clock leaves real time to the next one
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Export mode end to end: src/component.py as a process against the emulator."""
 
 import json
-import time
 
 from tests.e2e.harness import as_dicts, read_output_table, sorted_dicts
 
@@ -92,7 +91,7 @@ def test_export_changed_since_last_uses_state(emulator, source, data_dir, env):
 
 
 def test_export_changed_since_relative_and_unix(emulator, source, data_dir, env):
-    for value in ("-1 days", str(int(time.time()) + 3600), "2999-01-01T00:00:00+00:00"):
+    for value in ("-1 days", str(int(emulator.now().timestamp()) + 3600), "2999-01-01T00:00:00+00:00"):
         data_dir.clean_out()
         data_dir.write_config(
             _export_params(emulator, source, [{"source": "in.c-sales.customers", "changedSince": value}])
