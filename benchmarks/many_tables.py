@@ -558,10 +558,20 @@ class Figures:
 
     @classmethod
     def merge(cls, parts: list[Figures]) -> Figures:
-        """One report from runs of parts of the matrix (e.g. MANY_TOOLS=component and MANY_TOOLS=kbcstorage)."""
+        """One report from runs of parts of the matrix (e.g. MANY_TOOLS=component and MANY_TOOLS=kbcstorage); a cell
+        measured by several of them gets all their runs (the median is reported)."""
         merged = cls(cells={}, facts={}, quick=any(p.quick for p in parts), cell_limit=parts[0].cell_limit)
         for part in parts:
-            merged.cells.update(part.cells)
+            for key, cell in part.cells.items():
+                known = merged.cells.setdefault(key, cell)
+                if known is not cell and cell.runs:  # the same cell measured by another run: its runs add up
+                    known.runs, known.cpu, known.load = (
+                        known.runs + cell.runs,
+                        known.cpu + cell.cpu,
+                        known.load + cell.load,
+                    )
+                    known.table_seconds = known.table_seconds or cell.table_seconds
+                    known.extrapolated = None
             merged.notes += part.notes
             merged.big = merged.big or part.big
             for key, value in part.facts.items():
