@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -218,7 +218,7 @@ def sync_table(run: SyncRun, plan: PlannedTable) -> TableOutcome:
     total = written.rows_total
     if deleted:
         total = (destination.read(dest_id) or {}).get("rowsCount", total)
-    committed = Lineage(**{**lineage.__dict__, "destination_created": written.table.get("created")})
+    committed = replace(lineage, destination_created=written.table.get("created"))
     ctx.state.commit(
         plan.source_id,
         watermark=new_watermark,

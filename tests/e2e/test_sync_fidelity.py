@@ -55,6 +55,16 @@ def _run(data_dir, env):
     return run
 
 
+def _first_sync(emulator, data_dir, env, params):
+    """A first (full) sync whose watermark is newer than every source row (with its overlap), then an hour passes:
+    a later run that wrongly went incremental would miss the rows, so a row-for-row check can tell."""
+    data_dir.write_config(params)
+    emulator.advance_clock(3600)
+    run = _run(data_dir, env)
+    emulator.advance_clock(3600)
+    return run
+
+
 def _ten_row_source(emulator, source):
     emulator.delete_table(source.id, CUSTOMERS)
     emulator.create_table(source.id, CUSTOMERS, TEN_ROWS, primary_key=["id"])
@@ -82,10 +92,8 @@ def test_second_run_is_incremental_and_logs_rows_moved_apart_from_the_total(
 def test_widening_columns_copies_the_table_again(emulator, source, destination, data_dir, env):
     _ten_row_source(emulator, source)
     tables = [{"source": CUSTOMERS, "columns": ["id", "name"], "whereFilters": []}]
-    data_dir.write_config(_params(emulator, source, destination, tables))
-    _run(data_dir, env)
+    _first_sync(emulator, data_dir, env, _params(emulator, source, destination, tables))
     assert_copy_equal(emulator, source, destination, CUSTOMERS, columns=["id", "name"])
-    emulator.advance_clock(3600)
     data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
     run = _run(data_dir, env)
     assert "selection (columns or whereFilters) changed" in run.output
@@ -95,10 +103,10 @@ def test_widening_columns_copies_the_table_again(emulator, source, destination, 
 def test_removing_where_filters_copies_the_table_again(emulator, source, destination, data_dir, env):
     _ten_row_source(emulator, source)
     where = [{"column": "city", "operator": "eq", "values": ["Prague"]}]
-    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS, "whereFilters": where}]))
-    _run(data_dir, env)
+    _first_sync(
+        emulator, data_dir, env, _params(emulator, source, destination, [{"source": CUSTOMERS, "whereFilters": where}])
+    )
     assert_copy_equal(emulator, source, destination, CUSTOMERS, where=lambda r: r["city"] == "Prague")
-    emulator.advance_clock(3600)
     data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
     run = _run(data_dir, env)
     assert "selection (columns or whereFilters) changed" in run.output
@@ -106,8 +114,7 @@ def test_removing_where_filters_copies_the_table_again(emulator, source, destina
 
 
 def test_switching_the_source_project_copies_the_new_source(emulator, source, destination, data_dir, env):
-    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
-    _run(data_dir, env)
+    _first_sync(emulator, data_dir, env, _params(emulator, source, destination, [{"source": CUSTOMERS}]))
     other = emulator.create_project("other-source")
     emulator.create_bucket(other.id, "sales")
     emulator.create_table(other.id, CUSTOMERS, TEN_ROWS, primary_key=["id"])
@@ -121,9 +128,7 @@ def test_switching_the_source_project_copies_the_new_source(emulator, source, de
 
 def test_destination_recreated_by_hand_is_copied_again(emulator, source, destination, data_dir, env):
     _ten_row_source(emulator, source)
-    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
-    _run(data_dir, env)
-    emulator.advance_clock(3600)
+    _first_sync(emulator, data_dir, env, _params(emulator, source, destination, [{"source": CUSTOMERS}]))
     emulator.delete_table(destination.id, CUSTOMERS)
     emulator.create_table(destination.id, CUSTOMERS, "id,name,city\n1,name1,Prague\n", primary_key=["id"])
     run = _run(data_dir, env)
@@ -132,9 +137,7 @@ def test_destination_recreated_by_hand_is_copied_again(emulator, source, destina
 
 
 def test_source_recreated_with_the_same_columns_is_copied_again(emulator, source, destination, data_dir, env):
-    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
-    _run(data_dir, env)
-    emulator.advance_clock(3600)
+    _first_sync(emulator, data_dir, env, _params(emulator, source, destination, [{"source": CUSTOMERS}]))
     _ten_row_source(emulator, source)  # dropped and created again; its rows are older than nothing we know
     run = _run(data_dir, env)
     assert "source table was recreated" in run.output
@@ -144,9 +147,7 @@ def test_source_recreated_with_the_same_columns_is_copied_again(emulator, source
 def test_columns_added_and_dropped_in_the_source_follow_into_the_destination(
     emulator, source, destination, data_dir, env
 ):
-    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
-    _run(data_dir, env)
-    emulator.advance_clock(3600)
+    _first_sync(emulator, data_dir, env, _params(emulator, source, destination, [{"source": CUSTOMERS}]))
     _storage(emulator, source, "DELETE", f"tables/{CUSTOMERS}/columns/city")
     _storage(emulator, source, "POST", f"tables/{CUSTOMERS}/columns", data={"name": "email"})
     emulator.load_table(source.id, CUSTOMERS, "id,name,email\n2,Bob,bob@example.com\n", incremental=True)
@@ -206,10 +207,7 @@ def _delete_rows(emulator, project, table_id, column, values):
 
 def test_rows_deleted_in_the_source_are_deleted_in_the_destination(emulator, source, destination, data_dir, env):
     _ten_row_source(emulator, source)
-    emulator.advance_clock(3600)
-    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
-    _run(data_dir, env)
-    emulator.advance_clock(3600)
+    _first_sync(emulator, data_dir, env, _params(emulator, source, destination, [{"source": CUSTOMERS}]))
     _delete_rows(emulator, source, CUSTOMERS, "id", ["3", "7"])
     run = _run(data_dir, env)
     assert "synced (incremental)" in run.output
@@ -220,10 +218,9 @@ def test_rows_deleted_in_the_source_are_deleted_in_the_destination(emulator, sou
 def test_rows_that_stop_matching_where_filters_leave_the_destination(emulator, source, destination, data_dir, env):
     _ten_row_source(emulator, source)
     where = [{"column": "city", "operator": "eq", "values": ["Prague"]}]
-    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS, "whereFilters": where}]))
-    emulator.advance_clock(3600)
-    _run(data_dir, env)
-    emulator.advance_clock(3600)
+    _first_sync(
+        emulator, data_dir, env, _params(emulator, source, destination, [{"source": CUSTOMERS, "whereFilters": where}])
+    )
     emulator.load_table(source.id, CUSTOMERS, "id,name,city\n1,name1,Brno\n", incremental=True)  # leaves the filter
     _run(data_dir, env)
     assert_copy_equal(emulator, source, destination, CUSTOMERS, where=lambda r: r["city"] == "Prague")
@@ -233,10 +230,7 @@ def test_deletes_keep_only_counts_and_composite_keys_delete_exactly(emulator, so
     table = "in.c-sales.visits"
     rows = "day,shop,n\n" + "".join(f"{d},{s},{d}{s}\n" for d in ("1", "2", "3") for s in ("a", "b", "c"))
     emulator.create_table(source.id, table, rows, primary_key=["day", "shop"])
-    emulator.advance_clock(3600)
-    data_dir.write_config(_params(emulator, source, destination, [{"source": table, "deletes": "keep"}]))
-    _run(data_dir, env)
-    emulator.advance_clock(3600)
+    _first_sync(emulator, data_dir, env, _params(emulator, source, destination, [{"source": table, "deletes": "keep"}]))
     # (1,a) and (2,b) go: a cross product of day in (1,2) and shop in (a,b) would also delete (1,b) and (2,a)
     _storage(
         emulator,
@@ -285,5 +279,5 @@ def test_verify_reports_what_differs_and_changes_nothing(emulator, source, desti
     assert action.returncode == 0, action.output
     result = json.loads(action.stdout.strip().splitlines()[-1])
     assert result["type"] == "warning" and "0 of 1 table(s) match" in result["message"]
-    assert "extra e.g. [\"99\"]" in result["message"], result["message"]
+    assert 'extra e.g. ["99"]' in result["message"], result["message"]
     assert len(emulator.table_rows(destination.id, CUSTOMERS)) == 11, "verify changes nothing"
