@@ -4,8 +4,6 @@ job delay); nothing is timed or compared here."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,13 +11,13 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.many_tables import BEGIN, END, SECTION, Figures, render, replace_section
+from tests.unit.bench_support import run_benchmark
 
 
 def test_many_tables_benchmark_runs_in_quick_mode(tmp_path):
     report = tmp_path / "BENCHMARKS.md"
     report.write_text("# Benchmarks\n\n## Other section\n\nkept\n")
     env = {
-        **os.environ,
         "MANY_QUICK": "1",
         "MANY_TABLES": "2",
         "MANY_ROWS": "5",
@@ -27,16 +25,7 @@ def test_many_tables_benchmark_runs_in_quick_mode(tmp_path):
         "MANY_OUT": str(report),
         "MANY_TMP": str(tmp_path / "work"),
     }
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "many_tables.py")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_benchmark("many_tables.py", env)
     text = report.read_text()
     assert "## Other section\n\nkept" in text and text.count(SECTION) == 1
     for mode in ("sync", "incremental", "export", "import"):
