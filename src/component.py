@@ -283,7 +283,12 @@ if __name__ == "__main__":
     except JobTerminated:
         mode = getattr(getattr(comp, "config", None), "mode", None)
         logging.error("The job was stopped (SIGTERM) before it finished; %s", STOPPED_NEXT_RUN.get(mode, ""))  # noqa: LOG015
-        sys.exit(143)
+        # Every `finally` has run. Skip interpreter finalisation: a native worker thread still unwinding (DuckDB's
+        # diff, an SDK's pool) can abort the process there, which would turn exit 143 into SIGABRT.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(143)
     except UserException as exc:
         logging.exception(exc)  # noqa: LOG015, TRY401 - template entry point; consoles omit the user-error trace
         sys.exit(1)

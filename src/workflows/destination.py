@@ -51,6 +51,8 @@ from workflows.types import TableTypes
 if TYPE_CHECKING:
     from storage_api import StorageClient
 
+TABLE_ALREADY_EXISTS = "storage.buckets.tableAlreadyExists"
+
 logger = logging.getLogger(__name__)
 
 
@@ -345,30 +347,50 @@ class Destination:
     def _create_or_load(
         self, prepared: PreparedTable, data: DataFile, *, incremental: bool, on_submitted: Callable | None
     ) -> dict | None:
+        with storage_errors("loading", prepared.target.table_id):
+            try:
+                return self._create_or_load_once(prepared, data, incremental=incremental, on_submitted=on_submitted)
+            except StorageApiError as exc:
+                if prepared.existing is not None or exc.code != TABLE_ALREADY_EXISTS:
+                    raise
+                conflict = exc
+            # created between our read and our create: by another job, or by the storage job of a stopped run that
+            # the server finished after the stop; prepared again (key, types, columns), the data is loaded into it
+            logger.warning(
+                "Table %s: it was created by another job while this run was creating it; loading into it instead.",
+                prepared.target.table_id,
+            )
+            again = self.prepare(prepared.target)
+            if again.existing is None:
+                raise conflict
+            return self._create_or_load_once(again, data, incremental=incremental, on_submitted=on_submitted)
+
+    def _create_or_load_once(
+        self, prepared: PreparedTable, data: DataFile, *, incremental: bool, on_submitted: Callable | None
+    ) -> dict | None:
         target = prepared.target
         dest = target.table_id
         columns = list(target.columns)
-        with storage_errors("loading", dest):
-            if prepared.existing is not None:
-                logger.info("Table %s: %s load.", dest, "incremental" if incremental else "full")
-                return self._load(prepared, data, incremental=incremental, on_submitted=on_submitted)
-            if prepared.create_types is not None:
-                self._create_typed(prepared)
-                return self._load(prepared, data, incremental=False, on_submitted=on_submitted)
-            logger.info("Table %s: creating it %s.", dest, pk_text(target.primary_key))
-            if not data.headerless:
-                self.client.tables.create(
-                    bucket_of(dest),
-                    table_name(dest),
-                    data.file_id,
-                    list(target.primary_key),
-                    on_submitted=on_submitted,
-                    **data.csv_options(),
-                )
-                return None
-            # the API cannot create a table from headerless data: create it from a header, then load the data
-            self._create_empty(dest, columns, target.primary_key)
+        if prepared.existing is not None:
+            logger.info("Table %s: %s load.", dest, "incremental" if incremental else "full")
+            return self._load(prepared, data, incremental=incremental, on_submitted=on_submitted)
+        if prepared.create_types is not None:
+            self._create_typed(prepared)
             return self._load(prepared, data, incremental=False, on_submitted=on_submitted)
+        logger.info("Table %s: creating it %s.", dest, pk_text(target.primary_key))
+        if not data.headerless:
+            self.client.tables.create(
+                bucket_of(dest),
+                table_name(dest),
+                data.file_id,
+                list(target.primary_key),
+                on_submitted=on_submitted,
+                **data.csv_options(),
+            )
+            return None
+        # the API cannot create a table from headerless data: create it from a header, then load the data
+        self._create_empty(dest, columns, target.primary_key)
+        return self._load(prepared, data, incremental=False, on_submitted=on_submitted)
 
     def _load(
         self, prepared: PreparedTable, data: DataFile, *, incremental: bool, on_submitted: Callable | None

@@ -2,6 +2,7 @@
 destination == source, row for row and column for column (and the same primary key)."""
 
 import json
+import time
 
 import requests
 
@@ -188,6 +189,27 @@ def test_one_failing_table_does_not_stop_the_others(emulator, source, destinatio
     assert_copy_equal(emulator, source, destination, CUSTOMERS)
     assert set(run.state["tables"]) == {CUSTOMERS}, "the committed table keeps its state"
     assert "Summary:" in run.output
+
+
+def test_a_table_created_by_another_job_while_the_sync_creates_it_is_loaded_instead(
+    emulator, source, destination, data_dir, env
+):
+    """What a stopped run leaves: its create job finishes on the server while the next run creates the same table
+    (the create request is held until the table exists). The run loads into that table, fully."""
+    _ten_row_source(emulator, source)
+    held = emulator.faults.add("POST /v2/storage/buckets/*/tables-async", kind="slow", delay=1.5, times=1)
+    data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
+    proc = data_dir.start(env)
+    deadline = time.monotonic() + 60
+    while not held.fired:
+        assert proc.poll() is None and time.monotonic() < deadline, "the create request never came"
+        time.sleep(0.05)
+    emulator.create_table(destination.id, CUSTOMERS, "id,name,city\n99,stale,Nowhere\n1,old,Brno\n", ["id"])
+    run = data_dir.finish(proc)
+    assert run.returncode == 0, run.output
+    assert f"Table {CUSTOMERS}: it was created by another job while this run was creating it" in run.output
+    assert_copy_equal(emulator, source, destination, CUSTOMERS)
+    assert CUSTOMERS in run.state["tables"]
 
 
 def test_same_project_under_another_host_name_is_refused(emulator, source, data_dir, env):
