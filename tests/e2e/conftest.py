@@ -22,6 +22,7 @@ LOGIC_MODULES = {
     "test_many_tables",
     "test_branches",
     "test_aliases",
+    "test_recipes",
 }
 
 
