@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
+from benchmarks.charts import relative_link
+
 MB = 2**20
 NOTES_FILE = Path(__file__).with_name("NOTES.md")  # hand-written analysis appended to the report
 
@@ -79,6 +81,8 @@ def write_report(res, out: Path) -> None:
     ]
     lines += [f"- {k}: {v}" for k, v in res.facts.items()]
     lines += ["", "## Results", ""]
+    if getattr(res, "chart", None) is not None:  # a run started before charts existed has none
+        lines += [f"![Wall seconds per mode: component, kbcstorage, raw limit]({relative_link(res.chart, out)})", ""]
     for op in ("export", "import", "sync"):
         if op in res.ops:
             lines += _ops_table(op.capitalize(), res.ops[op])

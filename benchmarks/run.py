@@ -86,6 +86,7 @@ class Results:
     memory: list[tuple[str, int, int, Measured]] = field(default_factory=list)  # mode, rows, CSV bytes, run
     poll: list[polling.PollRow] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)
+    chart: Path | None = None  # modes.png, linked from the report
 
 
 def log(message: str) -> None:
@@ -471,11 +472,51 @@ def main() -> Results:
         if not os.environ.get("BENCH_TMP"):
             shutil.rmtree(tmp, ignore_errors=True)
     res.facts["benchmark wall time"] = f"{time.perf_counter() - started:.0f} s"
+    from benchmarks.charts import draw_modes
     from benchmarks.report import write_report
 
+    figures = results_path(settings.out)
+    figures.write_text(json.dumps(results_json(res), indent=1) + "\n")
+    res.chart = draw_modes(results_json(res), figures.parent / "charts" / "modes.png")
     write_report(res, settings.out)
-    log(f"wrote {settings.out}")
+    log(f"wrote {settings.out}, {figures} and {res.chart}")
     return res
+
+
+def results_path(report: Path) -> Path:
+    """The figures of a run as JSON (what the charts are drawn from): benchmarks/results.json beside BENCHMARKS.md,
+    else beside the report BENCH_OUT names."""
+    return REPO / "benchmarks" / "results.json" if report == REPO / "BENCHMARKS.md" else report.with_suffix(".json")
+
+
+def _measured(m: Measured | None) -> dict | None:
+    if m is None:
+        return None
+    return {"wall": m.wall, "peak_rss_mb": m.peak_rss_mb, "server_s": m.server_s, "samples": m.samples}
+
+
+def results_json(res: Results) -> dict:
+    """Results without the runs' output: per mode the rows, CSV bytes and the three tools' runs."""
+    return {
+        "facts": res.facts,
+        "ops": {
+            mode: [
+                {
+                    "rows": rows,
+                    "csv_bytes": size,
+                    "component": _measured(c),
+                    "kbcstorage": _measured(k),
+                    "raw": _measured(r),
+                }
+                for rows, size, c, k, r in entries
+            ]
+            for mode, entries in res.ops.items()
+        },
+        "sync_incremental": [{"rows": rows, **_measured(m)} for rows, m in res.sync_incremental],
+        "memory": [
+            {"mode": mode, "rows": rows, "csv_bytes": size, **_measured(m)} for mode, rows, size, m in res.memory
+        ],
+    }
 
 
 def _mem_gb() -> float:

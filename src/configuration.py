@@ -47,7 +47,7 @@ SCHEMA_CHANGES = ("follow", "rebuild")
 DEFAULT_JOB_TIMEOUT = 3600
 MAX_JOB_TIMEOUT = 14400
 DEFAULT_REQUEST_TIMEOUT = 120
-DEFAULT_PARALLELISM = 4
+DEFAULT_PARALLELISM = 8  # tables in flight: within the 10 storage jobs a stack processes per project at once
 MAX_PARALLELISM = 16
 
 # Bucket ids carry the legacy "c-" prefix that the Storage API adds to every bucket name.

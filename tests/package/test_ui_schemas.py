@@ -164,7 +164,7 @@ def test_root_form_defaults(rendered):
         value = rendered[f"root-{mode}"]["value"]
         shown = rendered[f"root-{mode}"]["observed"]
         assert value["mode"] == mode
-        assert value["parallelism"] == 4 and shown["root.parallelism"]["shown"] == "4"
+        assert value["parallelism"] == 8 and shown["root.parallelism"]["shown"] == "8"
         # merged output only exists in export mode, verification only in sync (hidden and not saved otherwise)
         assert ("mergedOutput" in value) == (mode == "export"), value
         assert shown["root.mergedOutput"]["hidden"] == (mode != "export")
@@ -187,7 +187,7 @@ def test_saved_configuration_is_accepted_and_matches_the_form(rendered, mode, ca
     assert table.where_filters == () and table.columns is None and table.primary_key is None
     # what the checkbox shows is what the component does
     assert table.incremental is rendered[f"row-{mode}"]["observed"]["root.table.incremental"]["shown"]
-    assert (config.verify, config.parallelism) == (False, 4)
+    assert (config.verify, config.parallelism) == (False, 8)
     assert table.schema_changes == "follow"
     assert table.deletes == ("propagate" if mode == "sync" else None)  # rows are deleted only by a sync
 

@@ -9,7 +9,7 @@ primary key and rows; export complete). Three ways in:
 - during the delete step of an incremental sync: while the server holds a ``DELETE tables/{id}/rows`` request (a
   ``slow`` fault: the delete is made after the process is gone, while the next run goes on) or while a delete job
   waits or runs;
-- with ten tables in flight (the default parallelism, 4), in a first (full) and in an incremental run after row
+- with ten tables in flight (the default parallelism, 8), in a first (full) and in an incremental run after row
   deletes, upserts and column changes: every table the run logged as synced is in the state, every entry the run
   changed is a table equal to its source, the others are as before; the next run goes on incrementally from the
   committed tables and converges.
@@ -335,7 +335,7 @@ def key_diff():  # what workflows/keys.py does on a table's (daemon) worker thre
     while True:
         con.execute("SELECT count(*) FROM range(200000)").fetchall()
 
-for _ in range(4):  # four tables in flight (the default parallelism), each in its key diff
+for _ in range(4):  # four tables in flight, each in its key diff
     threading.Thread(target=key_diff, daemon=True).start()
 sys.argv = [sys.argv[1]]
 sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as `python src/component.py` has it

@@ -31,6 +31,8 @@ def test_many_tables_benchmark_runs_in_quick_mode(tmp_path):
     for mode in ("sync", "incremental", "export", "import"):
         assert f"| {mode} | 0 | 2 |" in text
     assert "### Goals" in text and "Misbehaviour" not in text
+    chart = tmp_path / "charts" / "many_tables.png"
+    assert "](charts/many_tables.png)" in text and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # every cell ran (no failure), with the storage jobs of each mode, and the report renders again from the JSON
     dump = json.loads((tmp_path / "work" / "many_tables.json").read_text())

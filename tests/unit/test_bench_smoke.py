@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.unit.bench_support import run_benchmark
 
 
@@ -22,3 +24,9 @@ def test_benchmark_harness_runs_in_quick_mode(tmp_path):
         assert section in text
     for tool in ("component", "kbcstorage", "raw limit"):
         assert f"| {tool} |" in text
+    # the figures as JSON, and the chart drawn from them and linked from the report
+    figures = json.loads((tmp_path / "BENCHMARKS.json").read_text())
+    assert [e["rows"] for e in figures["ops"]["sync"]] == [2000]
+    assert all(figures["ops"]["sync"][0][tool]["wall"] > 0 for tool in ("component", "kbcstorage", "raw"))
+    assert "](charts/modes.png)" in text
+    assert (tmp_path / "charts" / "modes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

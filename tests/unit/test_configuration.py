@@ -179,7 +179,7 @@ def test_timeouts():
 
 def test_new_settings_default():
     sync = Configuration.from_parameters(sync_params(), {})
-    assert sync.verify is False and sync.parallelism == 4
+    assert sync.verify is False and sync.parallelism == 8
     assert sync.tables[0].deletes == "propagate" and sync.tables[0].schema_changes == "follow"
     assert sync.defaults.deletes == "propagate"
     export = Configuration.from_parameters(export_params(), {})
@@ -207,7 +207,7 @@ def test_ui_defaults_of_sync_only_settings_are_accepted_in_every_mode():
     """The row form saves deletes/schemaChanges and the root form verify: false whatever the mode."""
     defaults = {"deletes": "propagate", "schemaChanges": "follow"}
     for params in (export_params(), import_params(tables=[{"source": "a.csv"}])):
-        params.update(verify=False, parallelism=4)
+        params.update(verify=False, parallelism=8)
         params["tables"][0].update(defaults)
         (table,) = Configuration.from_parameters(params, {}).tables
         assert table.deletes is None and table.schema_changes == "follow"
