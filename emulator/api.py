@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Self
 
 from .clock import Clock
-from .engine import TableEngine
+from .engine import TableEngine, WhereFilter
 from .faults import FaultInjector
 from .filestorage import create_file_storage
 from .jobs import DEFAULT_PARALLELISM
-from .models import BRANCH, ColumnRequest, StorageBackend
+from .models import BRANCH, ColumnRequest, StorageBackend, TableQuery
 from .server import ServerThread, StorageApiApp
 
 
@@ -338,6 +338,35 @@ class Emulator:
         with self._csv_file(csv_data) as path, self._in_branch(branch_id):
             return self.backend.load_table_direct(project_id, table_id, path, incremental=incremental)
 
+    def create_alias(
+        self,
+        project_id: int,
+        bucket_id: str,
+        source_table_id: str,
+        name: str | None = None,
+        alias_filter: dict | None = None,
+        alias_columns: list[str] | None = None,
+    ) -> dict:
+        """An alias of ``source_table_id`` in ``bucket_id``, as ``POST buckets/{id}/table-aliases`` creates it (the
+        same checks and errors): ``name`` (default: the source's), ``alias_filter`` ``{"column", "operator": "eq" |
+        "ne", "values"}``, ``alias_columns`` (a fixed column list instead of auto-sync). Returns the alias's detail."""
+        self._require_started()
+        flt = None
+        if alias_filter is not None:
+            flt = WhereFilter(
+                column=alias_filter["column"],
+                operator=alias_filter.get("operator") or "eq",
+                values=[str(v) for v in alias_filter["values"]],
+            )
+        return self.backend.create_alias(
+            self.backend.master_token(project_id),
+            bucket_id,
+            source_table=source_table_id,
+            name=name,
+            alias_columns=list(alias_columns or ()),
+            alias_filter=flt,
+        )
+
     def table_detail(self, project_id: int, table_id: str, branch_id: int | None = None) -> dict:
         self._require_started()
         with self._in_branch(branch_id):
@@ -348,19 +377,23 @@ class Emulator:
         are printed as its exports print them, NULL as None. ``branch_id``: the table of that dev branch."""
         self._require_started()
         with self._in_branch(branch_id):
-            table = self.backend.table_for(project_id, table_id)
+            alias_or_table = self.backend.table_for(project_id, table_id)
+        # an alias: its source's rows through the alias's filter and columns
+        table, query = self.backend._read_view(alias_or_table, TableQuery())
+        selection = {"columns": query.columns, "where_filters": query.where_filters}
         if table.is_typed:
-            columns, rows = self.engine.preview(table.handle, limit=None, style="export")
+            columns, rows = self.engine.preview(table.handle, **selection, limit=None, style="export")
             return [dict(zip(columns, row, strict=True)) for row in rows]
+        columns = query.columns or table.columns
         out = Path(tempfile.mkdtemp(prefix="rows-", dir=self.workdir))
         try:
-            slices = self.engine.export(table.handle, out, gzip=False)
+            slices = self.engine.export(table.handle, out, **selection, gzip=False)
             rows = []
             for path in sorted(slices, key=lambda p: p.name):
                 opener = gzip.open if path.name.endswith(".gz") else open
                 with opener(path, "rt", encoding="utf-8", newline="") as fh:
                     for record in csv.reader(fh):
-                        rows.append(dict(zip(table.columns, record, strict=False)))
+                        rows.append(dict(zip(columns, record, strict=False)))
             return rows
         finally:
             shutil.rmtree(out, ignore_errors=True)

@@ -282,6 +282,14 @@ class TableEngine:
                 self._stats[handle] = (int(rows), int(data))
         return int(rows), int(data)
 
+    def count_rows(self, handle: str, where_filters: Sequence[WhereFilter] = ()) -> int:
+        """Rows matching ``where_filters`` (the rows of a filtered alias)."""
+        types = self.types(handle)
+        where, params = _where_sql(self.columns(handle), None, None, where_filters, types)
+        with self._cursor() as cur:
+            _check_filter_values(cur, types, where_filters)
+            return int(cur.execute(f"SELECT count(*) FROM {self._table(handle)}{where}", params).fetchone()[0])
+
     def has_duplicates(self, handle: str, columns: list[str]) -> bool:
         if not columns:
             return False

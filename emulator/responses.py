@@ -696,6 +696,71 @@ def _json_row(columns: list[str], row: list) -> list[dict]:
     return cells
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# table aliases (addendum section 5)
+# ---------------------------------------------------------------------------------------------------------------
+def create_table_alias(ctx: Context, bucket_id: str) -> Response:
+    """``POST buckets/{id}/table-aliases``: ``{sourceTable, name?, aliasColumns?[], aliasFilter?{column, operator,
+    values[]}}`` (JSON or form: ``aliasColumns[]``, ``aliasFilter[values][]``) -> 201 with the alias's detail."""
+    p = ctx.params
+    name = p.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ValidationError('Invalid request:\n - name: "This value should be of type string."')
+    alias = ctx.backend.create_alias(
+        ctx.token,
+        bucket_id,
+        source_table=required_text(p, "sourceTable", "storage.tables.validation"),
+        name=name or None,
+        alias_columns=column_list(p.get("aliasColumns"), "aliasColumns"),
+        alias_filter=parse_alias_filter(p.get("aliasFilter"), "aliasFilter"),
+    )
+    return json_response(alias, 201)
+
+
+def parse_alias_filter(value, name: str) -> WhereFilter | None:
+    """``{column, operator eq|ne (default eq), values[]}``; None when not sent."""
+    if value in (None, "", []):
+        return None
+    if not isinstance(value, dict):
+        raise ValidationError(
+            f'Invalid request:\n - {name}: "This value should be of type array."', code="storage.tables.validation"
+        )
+    column, operator = value.get("column"), value.get("operator") or "eq"
+    values = value.get("values")
+    values = [values] if isinstance(values, str | int | float) else as_list(values, f"{name}[values]")
+    problems = []
+    if not isinstance(column, str) or not column:
+        problems.append(f' - {name}[column]: "This field is missing."')
+    if operator not in WHERE_OPERATORS:
+        problems.append(f' - {name}[operator]: "The value "{operator}" is not valid. Allowed: eq, ne."')
+    if not values:
+        problems.append(f' - {name}[values]: "This collection should contain 1 element or more."')
+    if problems:
+        raise ValidationError("Invalid request:\n" + "\n".join(problems), code="storage.tables.validation")
+    return WhereFilter(column=column, operator=operator, values=[as_text(v) for v in values])
+
+
+def set_alias_filter(ctx: Context, table_id: str) -> Response:
+    """``POST tables/{id}/alias-filter`` ``{column, operator, values[]}``: the alias's detail (not confirmed)."""
+    flt = parse_alias_filter(ctx.params, "filter")
+    return json_response(ctx.backend.set_alias_filter(ctx.token, table_id, flt))
+
+
+def remove_alias_filter(ctx: Context, table_id: str) -> Response:
+    ctx.backend.set_alias_filter(ctx.token, table_id, None)
+    return empty_response()
+
+
+def enable_alias_columns_auto_sync(ctx: Context, table_id: str) -> Response:
+    ctx.backend.set_alias_columns_auto_sync(ctx.token, table_id, True)
+    return empty_response()
+
+
+def disable_alias_columns_auto_sync(ctx: Context, table_id: str) -> Response:
+    ctx.backend.set_alias_columns_auto_sync(ctx.token, table_id, False)
+    return empty_response()
+
+
 def add_primary_key(ctx: Context, table_id: str) -> Response:
     columns = ctx.params.get("columns")
     if columns is None or columns == []:  # PHPT AlterTableTest::testPrimaryKeyAddRequiredParam

@@ -40,6 +40,7 @@ API_ROUTES = [
     Route("/buckets/<bucket_id>/tables", "GET", r.list_bucket_tables, READ),
     Route("/buckets/<bucket_id>/tables-async", "POST", r.create_table_async, WRITE),
     Route("/buckets/<bucket_id>/tables-definition", "POST", r.create_table_definition, WRITE),
+    Route("/buckets/<bucket_id>/table-aliases", "POST", r.create_table_alias, WRITE),
     Route("/tables", "GET", r.list_tables),
     Route("/tables/<table_id>", "GET", r.get_table, READ),
     Route("/tables/<table_id>", "DELETE", r.delete_table, WRITE),
@@ -51,6 +52,10 @@ API_ROUTES = [
     Route("/tables/<table_id>/rows", "DELETE", r.delete_rows, WRITE),
     Route("/tables/<table_id>/columns", "POST", r.add_column, WRITE),
     Route("/tables/<table_id>/columns/<column>", "DELETE", r.delete_column, WRITE),
+    Route("/tables/<table_id>/alias-filter", "POST", r.set_alias_filter, WRITE),
+    Route("/tables/<table_id>/alias-filter", "DELETE", r.remove_alias_filter, WRITE),
+    Route("/tables/<table_id>/alias-columns-auto-sync", "POST", r.enable_alias_columns_auto_sync, WRITE),
+    Route("/tables/<table_id>/alias-columns-auto-sync", "DELETE", r.disable_alias_columns_auto_sync, WRITE),
     Route("/tables/<table_id>/metadata", "GET", r.list_table_metadata, READ),
     Route("/tables/<table_id>/metadata", "POST", r.post_table_metadata, WRITE),
     Route("/tables/<table_id>/metadata/<metadata_id>", "DELETE", r.delete_table_metadata, WRITE),
@@ -71,13 +76,14 @@ DEV_BRANCH_ROUTES = [
     Route("/dev-branches/<branch_id>", "DELETE", r.delete_dev_branch),
 ]
 
-# ``/v2/storage/branch/{branchId|default}/...``: every API route but jobs (PHP BranchAwareClient; addendum §3). The
-# server passes the ``branch`` argument to the models as the request's branch (``models.BRANCH``).
+# ``/v2/storage/branch/{branchId|default}/...``: every API route but jobs and ``.../alias-filter`` ("filtered aliases
+# are deprecated and not supported in branches", PHP BranchAwareClient; addendum §3). The server passes the
+# ``branch`` argument to the models as the request's branch (``models.BRANCH``).
 BRANCH_PREFIX = PREFIX + "/branch/<branch>"
 
 
 def branch_scoped(route: Route) -> bool:
-    return not route.path.startswith("/jobs")
+    return not route.path.startswith("/jobs") and not route.path.endswith("/alias-filter")
 
 
 CONTROL_ROUTES = [

@@ -14,13 +14,15 @@ does the same for ``bucketPermissions`` and ``columnMetadata``.
 - ``core.py``: state, id sequences, engine / file storage / job runner
 - ``tokens.py``, ``buckets.py``, ``tables.py``, ``definitions.py`` (typed tables: tables-definition, the
   ``definition`` of the detail, ``KBC.datatype.*`` metadata), ``loads.py`` (create table, import), ``table_ops.py``
-  (primary key, rows delete, columns), ``exports.py`` (export, preview), ``metadata.py``, ``files.py``,
+  (primary key, rows delete, columns), ``exports.py`` (export, preview), ``aliases.py`` (table aliases: create,
+  detail, reads through the source, refused writes, drop rules), ``metadata.py``, ``files.py``,
   ``job_records.py``, ``seeding.py`` (Python API): the rules, each a mixin of ``StorageBackend``
 """
 
 from __future__ import annotations
 
 from ..errors import StorageError
+from .aliases import AliasesMixin
 from .branches import BranchesMixin
 from .buckets import BucketsMixin
 from .core import BackendCore
@@ -47,6 +49,7 @@ class StorageBackend(
     LoadsMixin,
     TableOpsMixin,
     ExportsMixin,
+    AliasesMixin,
     MetadataMixin,
     FilesMixin,
     SeedingMixin,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import AccessDenied, BucketNotFound, ValidationError
-from .entities import Bucket, Token
+from .entities import BRANCH, Bucket, Token
 from .helpers import NAME_RE, fmt_time
 
 
@@ -137,6 +137,7 @@ class BucketsMixin:
                 description=description,
                 created=self.now(),
                 backend=backend,
+                branch_id=BRANCH.get(),  # a dev-branch bucket (no aliases from or into it)
             )
             project.buckets[bucket_id] = bucket
             if not token.is_master:
@@ -173,9 +174,11 @@ class BucketsMixin:
                     code="buckets.deleteNotEmpty",
                 )
             tables = list(bucket.tables.values())
+            self._drop_aliases_of(tables)  # aliases of its tables in other buckets (a forced drop)
             del project.buckets[bucket.id]
             for other in self.tokens_by_id.values():
                 if other.project_id == project.id:
                     other.bucket_permissions.pop(bucket.id, None)
         for table in tables:
-            self.engine.drop(table.handle)
+            if table.handle:  # an alias has no data of its own
+                self.engine.drop(table.handle)

@@ -122,6 +122,7 @@ class Bucket:
     last_change_date: datetime | None = None
     tables: dict[str, Table] = field(default_factory=dict)
     backend: str = SNOWFLAKE
+    branch_id: int | None = None  # the dev branch that created it (a dev-branch bucket), None: production
 
 
 @dataclass
@@ -145,10 +146,23 @@ class Table:
     # typed tables (tables-definition with types): column -> native type; None: an untyped table
     column_types: dict[str, ColumnType] | None = None
     definition_options: dict = field(default_factory=dict)  # BigQuery timePartitioning / clustering / ...
+    # aliases (addendum section 5): the aliased table; no data of its own (``handle`` is empty)
+    alias_source: Table | None = None
+    alias_filter: WhereFilter | None = None  # eq / ne on one column
+    alias_columns_auto_sync: bool = True  # False: only ``columns`` (fixed at creation), not the source's
 
     @property
     def is_typed(self) -> bool:
         return self.column_types is not None
+
+    @property
+    def is_alias(self) -> bool:
+        return self.alias_source is not None
+
+    @property
+    def is_simple_alias(self) -> bool:
+        """Auto-sync without a filter: the only kind that can be aliased again (addendum section 5)."""
+        return self.is_alias and self.alias_columns_auto_sync and self.alias_filter is None
 
 
 @dataclass

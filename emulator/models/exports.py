@@ -48,7 +48,7 @@ class ExportsMixin:
 
     def _export(self, project: Project, table: Table, query: TableQuery, token: Token, job: Job) -> dict:
         self._live_table(table)
-        self._check_columns(table, query.referenced_columns())
+        data, query = self._read_view(table, query)  # an alias: its source, with the alias's filter and columns
         # per token: a token without canReadAllFileUploads may read only the files it created
         cache_key = (table.id, f"{token.id}:{query.cache_key()}")
         with self.lock:
@@ -56,11 +56,11 @@ class ExportsMixin:
             if cached is not None:
                 file_id, version = cached
                 file = project.files.get(file_id)
-                if file is not None and not file.deleted and version == table.data_version:
+                if file is not None and not file.deleted and version == data.data_version:
                     if job.run_id:
                         file.run_ids.append(job.run_id)
                     return {"file": {"id": file.id}, "cacheHit": True}
-            version = table.data_version
+            version = data.data_version
         file_name = f"{table.id}.csv" + (".gz" if query.gzip else "")
         file = self._new_file(
             project,
@@ -80,7 +80,7 @@ class ExportsMixin:
         )
         file.file_type = "csv"
         with self._job_dir(job.id) as tmp:
-            slices = self.engine.export(table.handle, tmp, **query.selection(), gzip=query.gzip)
+            slices = self.engine.export(data.handle, tmp, **query.selection(), gzip=query.gzip)
             entries = []
             total = 0
             for path in sorted(slices, key=lambda p: p.name):
@@ -92,7 +92,7 @@ class ExportsMixin:
         file.size_bytes = total
         with self.lock:
             project.files[file.id] = file
-            if table.data_version == version:
+            if data.data_version == version:
                 project.export_cache[cache_key] = (file.id, version)
         return {"file": {"id": file.id}, "cacheHit": False}
 
@@ -100,6 +100,6 @@ class ExportsMixin:
         """Returns ``(columns, rows)``; the response format is the handler's business."""
         with self.lock:
             table = self._table(token, table_id, "read")
-        self._check_columns(table, query.referenced_columns())
-        columns, rows = self.engine.preview(table.handle, **query.selection())
+        data, query = self._read_view(table, query)
+        columns, rows = self.engine.preview(data.handle, **query.selection())
         return list(columns), [list(r) for r in rows]

@@ -238,6 +238,7 @@ class LoadsMixin:
         values loaded as NULL into a typed table (None: the default ``['']``; untyped tables hold no NULL)."""
         with self.lock:
             table = self._table(token, table_id, "write")
+            self._refuse_alias_write(table, "import data into")
         columns = list(columns)
         job = self._new_load_job(
             token,

@@ -62,6 +62,7 @@ class SeedingMixin:
         token = self.master_token(project_id)
         with self.lock:
             table = self._table(token, table_id, "write")
+            self._refuse_alias_write(table, "import data into")
         file = self.upload_local_file(project_id, path, tags=["emulator-seed"])
         return self._import(project, table, file.id, incremental, False, [], ",", '"', f"seed-{file.id}")
 

@@ -13,6 +13,7 @@ class TableOpsMixin:
     def add_primary_key(self, token: Token, table_id: str, columns: list[str], *, run_id=None) -> dict:
         with self.lock:
             table = self._table(token, table_id, "write")
+            self._refuse_alias_write(table, "change the primary key of")
         columns = list(columns)
         job = self._new_job(token, "tablePrimaryKeyAdd", table.id, {"columns": columns, "queue": "main"}, run_id)
 
@@ -44,6 +45,7 @@ class TableOpsMixin:
     def remove_primary_key(self, token: Token, table_id: str, *, run_id=None) -> dict:
         with self.lock:
             table = self._table(token, table_id, "write")
+            self._refuse_alias_write(table, "remove the primary key of")
         job = self._new_job(token, "tablePrimaryKeyDelete", table.id, {"queue": "main"}, run_id)
 
         def work(job: Job):
@@ -60,6 +62,7 @@ class TableOpsMixin:
         ``allow_truncate``."""
         with self.lock:
             table = self._table(token, table_id, "write")
+            self._refuse_alias_write(table, "delete rows of")
         unfiltered = not query.where_filters and query.changed_since is None and query.changed_until is None
         if unfiltered and not allow_truncate:
             raise ValidationError(
@@ -102,6 +105,7 @@ class TableOpsMixin:
         default, else NULL); an untyped table refuses them."""
         with self.lock:
             table = self._table(token, table_id, "write")
+            self._refuse_alias_write(table, "add a column to")
         column_type = None
         if not table.is_typed:
             for field, value in (("definition", definition), ("basetype", basetype)):
@@ -141,10 +145,10 @@ class TableOpsMixin:
 
     def delete_column(self, token: Token, table_id: str, name: str, *, force: bool = False, run_id=None) -> dict:
         """``DELETE tables/{id}/columns/{name}`` (addendum §4): not a primary key column, not the last column.
-        ``force`` also drops the column from auto-sync aliases; the emulator has no aliases, so it changes
-        nothing else."""
+        A column an alias uses only with ``force``, which drops it from auto-sync aliases too (aliases.py)."""
         with self.lock:
             table = self._table(token, table_id, "write")
+            self._refuse_alias_write(table, "delete a column of")
         job = self._new_job(
             token, "tableColumnDelete", table.id, {"name": name, "force": force, "queue": "main"}, run_id
         )
@@ -166,6 +170,7 @@ class TableOpsMixin:
                     f'Cannot delete column "{name}": it is the last column of table "{table.id}".',
                     code="storage.tables.cannotDeleteLastColumn",
                 )
+            self._check_referenced_column(table, name, force)
             self.engine.drop_column(table.handle, name)
             with self.lock:
                 table.columns.remove(name)

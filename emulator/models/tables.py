@@ -79,6 +79,8 @@ class TablesMixin:
             bucket = self.projects[table.project_id].buckets.get(table.bucket_id)
             if bucket is not None:
                 data["bucket"] = self.bucket_json(bucket, metadata=detail)
+        if table.is_alias:  # aliases.py: mirrors the source
+            data.update(self.alias_json(table, columns="columns" in include))
         return data
 
     @staticmethod
@@ -113,12 +115,15 @@ class TablesMixin:
         with self.lock:
             table = self._table(token, table_id, "write")
         if not is_async:
-            self._drop_table(table)
+            self._drop_table(table, force=force)
             return None
         job = self._new_job(token, "tableDrop", table.id, {"force": force}, run_id)
-        return self._submit(job, lambda _job: self._drop_table(table), key=table.id)
+        return self._submit(job, lambda _job: self._drop_table(table, force=force), key=table.id)
 
-    def _drop_table(self, table: Table) -> None:
+    def _drop_table(self, table: Table, *, force: bool = False) -> None:
+        """Drops ``table``; a table with aliases only with ``force``, which drops the aliases too (aliases.py)."""
+        for alias in self._check_drop_with_aliases(table, force):
+            self._drop_table(alias, force=True)
         with self.lock:
             bucket = self.projects[table.project_id].buckets.get(table.bucket_id)
             if bucket is None or bucket.tables.get(table.name) is not table:
@@ -128,7 +133,8 @@ class TablesMixin:
             project = self.projects[table.project_id]
             for key in [k for k in project.export_cache if k[0] == table.id]:
                 del project.export_cache[key]
-        self.engine.drop(table.handle)
+        if table.handle:  # an alias has no data of its own
+            self.engine.drop(table.handle)
 
     def _creation_time(self, project: Project, table_id: str) -> datetime:
         """``created`` of a new table: now, but a table dropped and created again under the same id within one
@@ -159,12 +165,15 @@ class TablesMixin:
                 )
 
     @staticmethod
-    def _check_columns(table: Table, columns) -> None:
-        unknown = [c for c in columns if c not in table.columns]
+    def _check_columns(table: Table, columns, available: list[str] | None = None) -> None:
+        """``columns`` must be columns of ``table`` (``available``: its columns when it is not ``table.columns``, as
+        an alias's)."""
+        available = table.columns if available is None else available
+        unknown = [c for c in columns if c not in available]
         if unknown:
             raise ValidationError(
                 f'Columns {", ".join(unknown)} do not exist in the table "{table.id}". '
-                f"Table columns: {', '.join(table.columns)}.",
+                f"Table columns: {', '.join(available)}.",
                 code="storage.tables.validation.columnNotExists",
             )
 
