@@ -369,11 +369,28 @@ class Renderer:
             table = node.func.value.id if isinstance(node.func.value, ast.Name) else None
         if table in scope.module.dicts:
             return _unique(scope.module.dicts[table])
+        local = self._text_local(node, scope)
+        if local:
+            return local
         if isinstance(node, ast.IfExp):
             body, orelse = self.text(node.body, scope, direct=False), self.text(node.orelse, scope, direct=False)
             if all(_is_text(n) for n in (node.body, node.orelse)):
                 return _unique(body + orelse)
         return [placeholder(node)]
+
+    def _text_local(self, node: ast.AST, scope: Scope) -> list[str]:
+        """A local variable that is only ever assigned text (``where = f"in/tables/{name}"``): that text."""
+        if not isinstance(node, ast.Name) or scope.function is None:
+            return []
+        values = [
+            n.value
+            for n in ast.walk(scope.function.node)
+            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == node.id for t in n.targets)
+        ]
+        if not values or not all(_is_text(v, deep=True) for v in values):
+            return []
+        texts = _unique([t for v in values for t in self.text(v, scope, direct=False)])
+        return [] if "" in texts else texts  # an optional piece (``more = "" if ...``) stays a placeholder
 
     def _name(self, node: ast.Name, scope: Scope, *, direct: bool) -> list[str]:
         function = scope.function
@@ -402,6 +419,8 @@ class Renderer:
         name = _name(node.func)
         if name == FAILURE_SENTENCE:
             return self.failure_sentence(node, scope)
+        if (name or "").lstrip("_") in {"redact", "str"} and node.args and _is_text(node.args[0], deep=True):
+            return self.text(node.args[0], scope)  # redact(f"...") keeps the words, hides the secrets
         candidates = self.code.functions.get(name or "", [])
         if isinstance(node.func, ast.Name) and len(candidates) == 1 and scope.depth < MAX_DEPTH:
             function = candidates[0]
