@@ -151,6 +151,12 @@ class Destination:
         backend = self.ensure_bucket(bucket_of(target.table_id), for_table=target.table_id)
         create_types, notes = self._creation_types(target, backend)
         existing = self.read(target.table_id)
+        if existing is not None and existing.get("isAlias"):  # aliases are read-only: nothing is written
+            alias_of = (existing.get("sourceTable") or {}).get("id") or "another table"
+            raise UserException(
+                f"Table {target.table_id} in the destination is an alias of {alias_of} and cannot be written; "
+                "choose another destination table or drop the alias."
+            )
         if existing is not None:
             why = self._key_change(target, existing)
             if why:
