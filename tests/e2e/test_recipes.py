@@ -212,6 +212,8 @@ def _second_stack(emulator, tmp_path) -> Emulator:
 def test_migrate_project_recipe_copies_every_bucket_and_verifies(emulator, source, data_dir, env, tmp_path):
     with _second_stack(emulator, tmp_path) as other:
         target = other.create_project("migrated")
+        while target.id == source.id:  # project ids of two stacks are unrelated; the same id created in the same
+            target = other.create_project("migrated")  # second would read as one stack under two names
         data_dir.secrets.add(target.token)
         config = _recipe("migrate-project", source=(emulator.url, source.token), destination=(other.url, target.token))
         params = config["parameters"]
@@ -236,7 +238,8 @@ def test_migrate_project_recipe_copies_every_bucket_and_verifies(emulator, sourc
         emulator.load_table(
             source.id, "in.c-sales.customers", "id,name,city\n2,Bob,Zlin\n9,Ida,Kolin\n", incremental=True
         )
-        _run(data_dir, run_env)
+        last = _run(data_dir, run_env)
+        assert "copying rows changed since" in last.output, "the runs after the first are incremental"
         for source_table, destination_table, _ in planned:
             _assert_same(emulator, source, other, target, source_table, destination_table)
         config["action"] = "verify"
