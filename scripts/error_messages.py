@@ -144,6 +144,9 @@ class Codebase:
             self._index_functions(module, tree, "")
         self.carriers = self._carriers()
         self._calls: dict[str, list[tuple[ast.Call, Module]]] | None = None
+        classes = [n for m in self.modules for n in ast.walk(m.tree) if isinstance(n, ast.ClassDef)]
+        self._bases = {n.name: [_name(b) for b in n.bases] for n in classes}
+        self._stems = {Path(m.rel).stem for m in self.modules}
 
     @classmethod
     def from_dir(cls, src: Path = SRC) -> Codebase:
@@ -184,12 +187,7 @@ class Codebase:
 
     def _lineage(self, name: str) -> set[str]:
         """A class of src and the classes it derives from (by name)."""
-        bases = {
-            n.name: [_name(b) for b in n.bases]
-            for m in self.modules
-            for n in ast.walk(m.tree)
-            if isinstance(n, ast.ClassDef)
-        }
+        bases = self._bases
         seen, todo = set(), [name]
         while todo:
             current = todo.pop()
@@ -216,7 +214,7 @@ class Codebase:
                 for node in ast.walk(module.tree):
                     if isinstance(node, ast.Call) and _name(node.func):
                         self._calls.setdefault(_name(node.func), []).append((node, module))
-        stems = {Path(m.rel).stem for m in self.modules}
+        stems = self._stems
         parent = function.module.parents.get(function.node)
         owner = parent.name if isinstance(parent, ast.ClassDef) else None
         sites = []
