@@ -19,9 +19,14 @@ How a message is rendered: string constants as they are; f-strings and ``%``-for
 of ``_Bad`` with their ``{path}``-style fields. A message built from pieces is resolved where the code says which:
 
 - a local variable or class attribute holding the message (``message = ...`` in several branches,
-  ``not_an_object: ClassVar[str] = ...``): one message per assignment;
+  ``not_an_object: ClassVar[str] = ...``): one message per assignment; in a placeholder, a local variable that is
+  only ever assigned text (``where = f"in/tables/{name}"``) is shown as that text, unless it may be empty (an
+  optional piece such as ``more = "" if ...`` stays ``{more}``);
+- ``redact(f"...")`` keeps the words (it only hides secrets);
 - a parameter of the enclosing function (``_action_errors(what)``, ``storage_errors(action, table_id)``,
-  ``_string_or_env(..., when_missing)``): one message per call site that passes text;
+  ``_string_or_env(..., when_missing)``): one message per call site that passes text (a call site passing a
+  variable leaves the parameter's own name, ``{table_id}``); calls are matched by name, a method's through
+  ``self``/``cls`` or a receiver named after its class (``client.jobs.submit`` for ``Jobs.submit``);
 - a function of ``src`` that returns the text (``_config_file_error``, ``type_error``): one message per return;
 - a module-level dict of sentences indexed in a placeholder (``STOPPED_NEXT_RUN``, ``_TRANSPORT_TEXT``): one message
   per value;
