@@ -79,7 +79,8 @@ class Component(ComponentBase):
                 workflow(self._run_context())
         finally:
             self._close_clients()  # waits for transfer threads, so nothing writes into out/ after the sweep below
-            _remove_partial_outputs(Path(self.data_folder_path) / "out" / "tables")
+            for out in ("tables", "files"):
+                _remove_partial_outputs(Path(self.data_folder_path) / "out" / out)
 
     # sync actions -----------------------------------------------------------------------------------------------
     @sync_action("testConnection")
@@ -232,10 +233,10 @@ def _config_file_error(exc: Exception) -> str:
     )
 
 
-def _remove_partial_outputs(tables_out: Path) -> None:
+def _remove_partial_outputs(out_dir: Path) -> None:
     """Hidden ``.<name>.partial`` files and folders are this component's unfinished outputs: never left behind."""
-    if tables_out.is_dir():
-        for path in tables_out.glob(".*.partial"):
+    if out_dir.is_dir():
+        for path in out_dir.glob(".*.partial"):
             remove_path(path)
 
 

@@ -41,6 +41,10 @@ class RunContext:
     def tables_out(self) -> Path:
         return self.data_dir / "out" / "tables"
 
+    @property
+    def files_out(self) -> Path:
+        return self.data_dir / "out" / "files"
+
 
 def describe_failure(exc: BaseException, action: str, table_id: str | None = None) -> str:
     """One user-facing sentence for a client failure, naming the table or bucket (the client names the job)."""

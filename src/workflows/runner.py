@@ -164,8 +164,9 @@ class TableRunner:
         return TableOutcome(name, "-", seconds=seconds, status="failed", reason=repr(exc)), exc
 
 
-def finish(outcomes: Sequence[TableOutcome], what: str, *, summary: bool = True) -> None:
-    """Log the summary table; raise one UserException naming every failed table."""
+def finish(outcomes: Sequence[TableOutcome], what: str, *, summary: bool = True, verifying: bool = False) -> None:
+    """Log the summary table; raise one UserException naming every failed table (``verifying``: the tables of a
+    verification, which commits nothing)."""
     if summary:
         log_summary(outcomes)
     failed = [o for o in outcomes if o.status != "ok"]
@@ -174,6 +175,11 @@ def finish(outcomes: Sequence[TableOutcome], what: str, *, summary: bool = True)
     named = "; ".join(f"{o.table} ({o.reason.rstrip('.')})" for o in failed[:MAX_FAILURES_NAMED])
     more = f"; and {len(failed) - MAX_FAILURES_NAMED} more" if len(failed) > MAX_FAILURES_NAMED else ""
     ok = len(outcomes) - len(failed)
+    if verifying:
+        raise UserException(
+            f"{len(failed)} of {len(outcomes)} {what} could not be verified: {named}{more}; fix what each reason "
+            f"says and verify again."
+        )
     raise UserException(
         f"{len(failed)} of {len(outcomes)} {what} failed: {named}{more}. The other {ok} were committed; fix the "
         f"failed ones and run again (they are retried in full or from their last watermark)."

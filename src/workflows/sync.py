@@ -89,12 +89,12 @@ def run(ctx: RunContext) -> None:
     logger.info("Sync finished: %d table(s).", len(plans))
     if ctx.config.verify:
         results = verify_tables(ctx.config.parallelism, source, destination_client, plans)
-        write_report(results, ctx.tables_out)
+        write_report(results, ctx.files_out)
         differ = log_summary(results)
         if differ:
             raise UserException(
                 f"Verification after the sync found {differ} of {len(plans)} table(s) that differ from the source "
-                f"(out/tables/sync_verification.csv says how); run the sync again, and if a table still differs "
+                f"(the file sync_verification.csv in Storage, Files, says how); run the sync again, and if a table still differs "
                 f"while nothing writes to the source, report it."
             )
 
@@ -285,7 +285,7 @@ def verify_tables(
         return TableOutcome(plan.source_id, "verify")
 
     outcomes = TableRunner(parallelism, what="table(s) verified").run(plans, work, label=lambda plan: plan.source_id)
-    finish(outcomes, "table(s) verified", summary=False)
+    finish(outcomes, "table(s)", summary=False, verifying=True)
     return [results[p.source_id] for p in plans if p.source_id in results]
 
 

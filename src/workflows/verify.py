@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keboola.component.dao import FileDefinition
+
 from workflows.context import storage_errors
 from workflows.keys import DEFAULT_MEMORY_LIMIT, DEFAULT_THREADS, KeyDiff, export_key_pair, export_keys
 
@@ -210,20 +212,24 @@ def _column_notes(columns: Sequence[str], dest_columns: Sequence[str]) -> list[s
 
 
 # output ---------------------------------------------------------------------------------------------------------
-def write_report(results: Sequence[VerifyResult], tables_out: Path, name: str = "sync_verification") -> Path:
-    """``out/tables/<name>.csv`` (a header, one row per table) and its manifest (full load); written atomically.
-    Returns the CSV path."""
-    tables_out = Path(tables_out)
-    tables_out.mkdir(parents=True, exist_ok=True)
-    path = tables_out / f"{name}.csv"
-    partial = tables_out / f".{name}.csv.partial"
+REPORT_TAGS = ("storage-sync", "sync-verification")
+
+
+def write_report(results: Sequence[VerifyResult], files_out: Path, name: str = "sync_verification") -> Path:
+    """``out/files/<name>.csv`` (a header, one row per table) and its file manifest (tags ``REPORT_TAGS``), written
+    atomically; Keboola uploads it to the project's Storage files. A file, not an output table: a table would
+    need a destination bucket in the job's own project, which this component does not have. Returns the CSV path."""
+    files_out = Path(files_out)
+    files_out.mkdir(parents=True, exist_ok=True)
+    path = files_out / f"{name}.csv"
+    partial = files_out / f".{name}.csv.partial"
     with partial.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=REPORT_COLUMNS, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writeheader()
         writer.writerows(result.report_row() for result in results)
     os.replace(partial, path)
-    manifest = {"incremental": False, "primary_key": [], "delimiter": ",", "enclosure": '"'}
-    manifest_partial = tables_out / f".{name}.csv.manifest.partial"
+    manifest = FileDefinition(str(path), tags=list(REPORT_TAGS)).get_manifest_dictionary()
+    manifest_partial = files_out / f".{name}.csv.manifest.partial"
     manifest_partial.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     os.replace(manifest_partial, path.with_name(path.name + ".manifest"))
     return path

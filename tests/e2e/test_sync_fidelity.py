@@ -291,7 +291,7 @@ def test_verify_reports_what_differs_and_changes_nothing(emulator, source, desti
     data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}], verify=True))
     ok = _run(data_dir, env)
     assert "1 of 1 table(s) match" in ok.output
-    report = (data_dir.root / "out" / "tables" / "sync_verification.csv").read_text()
+    report = (data_dir.root / "out" / "files" / "sync_verification.csv").read_text()
     assert "in.c-sales.customers" in report and '"ok"' in report
     emulator.load_table(destination.id, CUSTOMERS, "id,name,city\n99,Extra,Nowhere\n", incremental=True)
     # a verify sync action reads both sides and writes nothing

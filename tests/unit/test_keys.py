@@ -314,13 +314,14 @@ def test_write_report_and_log_summary(tmp_path, caplog):
 
     ok = _verify(tmp_path, _kv(1), _table(_kv(1)))
     bad = _verify(tmp_path, _kv(1, 2), _table(_kv(1)))
-    path = write_report([ok, bad], tmp_path / "out" / "tables")
+    path = write_report([ok, bad], tmp_path / "out" / "files")
     with path.open(newline="") as fh:
         rows = list(csv_module.DictReader(fh))
     assert list(rows[0]) == list(REPORT_COLUMNS) and [r["status"] for r in rows] == ["ok", "differs"]
     assert rows[1]["missing_in_destination"] == "1" and rows[1]["sample_missing"] == '["2"]'
     manifest = json.loads(path.with_name("sync_verification.csv.manifest").read_text())
-    assert manifest["incremental"] is False
+    assert manifest["tags"] == ["storage-sync", "sync-verification"] and manifest["is_permanent"] is False
+    assert "destination" not in manifest and "incremental" not in manifest  # a file manifest, not a table's
     with caplog.at_level(logging.INFO):
         assert log_summary([ok, bad]) == 1
     assert "Verified in.c-s.t -> in.c-d.t: ok, 1 row(s) in the source selection." in caplog.text

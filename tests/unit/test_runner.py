@@ -37,6 +37,12 @@ def test_a_failing_table_does_not_stop_the_others_and_the_run_names_it():
     assert [o.status for o in outcomes] == ["ok", "failed", "ok"]
     with pytest.raises(UserException, match=r"^1 of 3 table\(s\) failed: in.c-a.bad \(Table in.c-a.bad has no"):
         finish(outcomes, "table(s)")
+    with pytest.raises(UserException) as verifying:
+        finish(outcomes, "table(s)", verifying=True)
+    assert str(verifying.value) == (
+        "1 of 3 table(s) could not be verified: in.c-a.bad (Table in.c-a.bad has no columns; fix it); fix what each "
+        "reason says and verify again."
+    )
 
 
 def test_an_unexpected_error_is_raised_after_every_table_was_attempted():
