@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-import duckdb
-
 from workflows.files import is_gzip
 from workflows.progress import Progress
 
 if TYPE_CHECKING:
+    import duckdb
+
     from storage_api import StorageClient
 
 logger = logging.getLogger(__name__)
@@ -185,6 +185,8 @@ class KeyDiff:
             "preserve_insertion_order": False,
             "allocator_flush_threshold": "4MB",  # give freed memory back to the OS early
         }
+        import duckdb  # here, not at the top: a run that diffs no keys (export, import) does not pay its import
+
         self.con = duckdb.connect(str(self.work_dir / "keys.duckdb"), config=config)
         self._closed = False
 
@@ -276,6 +278,8 @@ class KeyDiff:
     def execute(self, sql: str) -> duckdb.DuckDBPyConnection:
         """Run a statement; when DuckDB runs out of its memory limit (it spills most operators, but some buffers
         it must keep), double the limit, up to ``MAX_MEMORY_LIMIT``, and run it again."""
+        import duckdb
+
         while True:
             try:
                 return self.con.execute(sql)
