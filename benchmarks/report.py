@@ -81,7 +81,7 @@ def write_report(res, out: Path) -> None:
     ]
     lines += [f"- {k}: {v}" for k, v in res.facts.items()]
     lines += ["", "## Results", ""]
-    if getattr(res, "chart", None) is not None:  # a run started before charts existed has none
+    if res.chart is not None:
         lines += [f"![Wall seconds per mode: component, kbcstorage, raw limit]({relative_link(res.chart, out)})", ""]
     for op in ("export", "import", "sync"):
         if op in res.ops:
@@ -196,9 +196,23 @@ def write_report(res, out: Path) -> None:
         if "10,000,000" in what:
             lines.append(f"| {what} < 60 s | {sec:.1f} s | {_ok(sec < 60)} |")
     lines.append("")
+    lines += kept_sections(out.read_text() if out.exists() else "", "\n".join(lines))
     if NOTES_FILE.exists() and not s.quick:
         lines += [NOTES_FILE.read_text().strip(), ""]
     out.write_text("\n".join(lines))
+
+
+def kept_sections(previous: str, generated: str) -> list[str]:
+    """The ``## `` sections of the previous report that this run does not write (delete propagation, typed
+    tables, many tables: other scripts' figures), in their order; the hand-written analysis is appended anew."""
+    made = {line for line in generated.splitlines() if line.startswith("## ")}
+    kept, keep = [], False
+    for line in previous.splitlines():
+        if line.startswith("## "):
+            keep = line not in made and not line.startswith("## Analysis")
+        if keep:
+            kept.append(line)
+    return [*kept, ""] if kept else []
 
 
 def _version(package: str) -> str:

@@ -30,3 +30,14 @@ def test_benchmark_harness_runs_in_quick_mode(tmp_path):
     assert all(figures["ops"]["sync"][0][tool]["wall"] > 0 for tool in ("component", "kbcstorage", "raw"))
     assert "](charts/modes.png)" in text
     assert (tmp_path / "charts" / "modes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_new_report_keeps_the_sections_other_scripts_wrote():
+    from benchmarks.report import kept_sections
+
+    previous = (
+        "# Benchmarks\n\n## Targets\n\nold\n\n## Typed tables (issue 12)\n\ntyped\n\n## Analysis (x)\n\nold notes\n"
+    )
+    kept = kept_sections(previous, "# Benchmarks\n\n## Targets\n\nnew\n")
+    assert kept == ["## Typed tables (issue 12)", "", "typed", "", ""]
+    assert kept_sections("", "## Targets") == []
