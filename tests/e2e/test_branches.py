@@ -3,12 +3,7 @@ branch only and reads what the branch has not touched from production, on both s
 
 import pytest
 
-from emulator import Emulator
 from tests.e2e.harness import sorted_dicts
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(Emulator, "create_dev_branch"), reason="the emulator has no development branches yet"
-)
 
 
 @pytest.fixture(params=["branched", "prefix"])
