@@ -63,7 +63,31 @@ def _seed_source(emu, prefix="src", *, composite=False):
     if composite:
         lines = [[str(i // 5), str(i % 5), f"sku, {i}"] for i in range(200)]
         emu.create_table(project.id, "in.c-rel.lines", _csv(LINES, lines), primary_key=["order_id", "line"])
+        emu.create_typed_table(project.id, TYPED, TYPED_COLUMNS, primary_key=["id"], rows_csv=_prices(range(120)))
     return project
+
+
+TYPED = "in.c-rel.prices"  # a typed (native types) table: its definition must arrive with its rows
+TYPED_COLUMNS = [
+    {"name": "id", "definition": {"type": "NUMBER", "length": "38,0", "nullable": False}},
+    {"name": "amount", "definition": {"type": "NUMBER", "length": "12,2"}},
+    {"name": "ratio", "definition": {"type": "FLOAT"}},
+    {"name": "active", "definition": {"type": "BOOLEAN"}},
+    {"name": "ts", "definition": {"type": "TIMESTAMP_NTZ", "length": "0"}},
+    {"name": "label", "definition": {"type": "VARCHAR", "length": "50"}},
+]
+
+
+def _prices(ids, tag="initial") -> str:
+    """Rows of the typed table; every seventh has NULLs (unquoted empty fields) in its nullable columns."""
+    body = []
+    for i in ids:
+        if i % 7 == 0:
+            body.append([str(i), "", "", "", "", f'"{tag} {i}"'])
+        else:
+            ts = f"2024-{i % 12 + 1:02d}-{i % 28 + 1:02d} {i % 24:02d}:{i % 60:02d}:00"
+            body.append([str(i), f"{i * 3.25:.2f}", f"{i / 8}", "true" if i % 2 else "false", ts, f'"{tag}, {i}"'])
+    return "id,amount,ratio,active,ts,label\n" + "".join(",".join(row) + "\n" for row in body)
 
 
 def _faults(emu, seed):
@@ -158,7 +182,8 @@ def test_import_under_transient_faults(emu, tmp_path, runs):
 @pytest.mark.parametrize("runs", variants(1, RUNS))
 def test_sync_under_transient_faults(emu, tmp_path, runs):
     """Per seed: a first (full) sync and an incremental one after upserts and row deletes (propagated by delete
-    jobs under the same faults), both under faults; the incremental one starts past the watermark's overlap."""
+    jobs under the same faults), both under faults; the incremental one starts past the watermark's overlap. A
+    typed table is among them: same definition, rows with NULLs, decimals, booleans and timestamps."""
     emu.faults.reset_counters()
     _faults(emu, seed=3000 + runs)
 
@@ -181,12 +206,16 @@ def test_sync_under_transient_faults(emu, tmp_path, runs):
                 deleted += delete_rows(emu, source, "in.c-rel.orders", {"id": rng.sample(range(300), 5)})
                 deleted += delete_rows(emu, source, "in.c-rel.lines", {"order_id": [rng.randrange(40)]})
                 deleted += delete_rows(emu, source, "in.c-rel.lines", {"order_id": [rng.randrange(40)], "line": [1, 3]})
+                emu.load_table(source.id, TYPED, _prices([*rng.sample(range(120), 6), 500 + seed], "changed"), True)
+                deleted += delete_rows(emu, source, TYPED, {"id": rng.sample(range(120), 3)})
                 emu.advance_clock(SYNC_OVERLAP_SECONDS + 60)
                 data.carry_state()
             run = data.run(env_for(emu))
             assert run.returncode == 0, f"seed {seed} step {step}: {run.output[-3000:]}"
-            for table in SYNC_TABLES:
+            for table in (*SYNC_TABLES, TYPED):
                 compared += assert_copy_equal(emu, source, emu, destination, table)
+            src_types, dst_types = (emu.table_detail(p.id, TYPED)["definition"] for p in (source, destination))
+            assert dst_types == src_types, f"seed {seed} step {step}: {TYPED} definition {dst_types}"
         assert duplicate_loads(emu, destination.id) == []
         return compared, deleted
 
