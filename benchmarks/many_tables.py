@@ -794,6 +794,7 @@ def replace_section(text: str, block: str) -> str:
 def write(fig: Figures, out: Path) -> None:
     """The section of ``out`` and its chart (benchmarks/charts/many_tables.png for BENCHMARKS.md, else charts/
     beside ``out``)."""
+    out = out.resolve()
     charts = REPO / "benchmarks" / "charts" if out == REPO / "BENCHMARKS.md" else out.parent / "charts"
     chart = draw_many_tables(fig, charts / "many_tables.png") if fig.cells else None
     link = relative_link(chart, out) if chart else None
