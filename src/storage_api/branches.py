@@ -112,11 +112,10 @@ def find_branch(branches: list[dict], branch_id: str) -> tuple[dict | None, dict
 
 
 class BranchReads:
-    """What one client learned while reading: tables read from production (the branch has no copy of them), files
-    exported there, and aliases (read-only: never a write target). Shared by its Tables, Buckets and Files."""
+    """What one client learned while reading: tables read from production (the branch has no copy of them) and
+    files exported there. Shared by its Tables, Buckets and Files."""
 
     def __init__(self) -> None:
         self.fall_back = False  # reads of what the branch has not touched go to production
         self.production_tables: set[str] = set()
         self.production_files: set[str] = set()
-        self.aliases: set[str] = set()

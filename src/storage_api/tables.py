@@ -84,15 +84,15 @@ class Tables:
         the forwarded connection), the production table, as Keboola's input mapping does (addendum section 3)."""
         branch = self.branch
         if branch.is_default:
-            return self._seen(table_id, self._get_detail(f"tables/{table_id}"))
+            return self._get_detail(f"tables/{table_id}")
         found = self._get_detail(f"tables/{branch.table_id(table_id)}")
         if found is not None or not self.reads.fall_back:
             self.reads.production_tables.discard(table_id)
-            return self._seen(table_id, self._logical(found) if found is not None else None)
+            return self._logical(found) if found is not None else None
         found = self._get_detail(f"tables/{table_id}", plain=True)
         if found is not None:
             self.reads.production_tables.add(table_id)
-        return self._seen(table_id, found)
+        return found
 
     def _get_detail(self, path: str, *, plain: bool = False) -> dict | None:
         try:
@@ -101,13 +101,6 @@ class Tables:
             if exc.status == 404:
                 return None
             raise
-
-    def _seen(self, table_id: str, detail: dict | None) -> dict | None:
-        if detail is not None and detail.get("isAlias"):
-            self.reads.aliases.add(table_id)
-        else:
-            self.reads.aliases.discard(table_id)
-        return detail
 
     def _logical(self, detail: dict) -> dict:
         """A legacy branch table's detail under the configuration's ids."""
@@ -120,12 +113,8 @@ class Tables:
         return detail
 
     def _write_id(self, table_id: str) -> str:
-        """The id to write ``table_id`` at in this branch; an alias is refused (aliases are read-only)."""
-        if table_id in self.reads.aliases:
-            raise StorageApiError(
-                f"Table {table_id} is an alias, which is read-only; choose a destination table that is not an alias.",
-                user_error=True,
-            )
+        """The id to write ``table_id`` at in this branch (a destination alias is refused before, in
+        ``workflows.destination.Destination.prepare``)."""
         return self.branch.table_id(table_id)
 
     def _read_at(self, table_id: str) -> tuple[str, bool]:

@@ -94,8 +94,8 @@ def run(ctx: RunContext) -> None:
         if differ:
             raise UserException(
                 f"Verification after the sync found {differ} of {len(plans)} table(s) that differ from the source "
-                f"(the file sync_verification.csv in Storage, Files, says how); run the sync again, and if a table still differs "
-                f"while nothing writes to the source, report it."
+                f"(the file sync_verification.csv in Storage, Files, says how); run the sync again, and if a table "
+                f"still differs while nothing writes to the source, report it."
             )
 
 

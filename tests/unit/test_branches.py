@@ -146,13 +146,6 @@ def test_prefix_model_reads_branch_bucket_first_then_production():
     assert created["name"] == "123-sales"
 
 
-def test_alias_is_not_a_write_target():
-    client, _fake = client_with({"tables/in.c-a.al": {"id": "in.c-a.al", "isAlias": True}}, branch=None)
-    assert client.tables.detail("in.c-a.al")["isAlias"]
-    with pytest.raises(StorageApiError, match="is an alias, which is read-only"):
-        client.tables.delete("in.c-a.al")
-
-
 @pytest.mark.parametrize(
     ("pages", "message"),
     [
