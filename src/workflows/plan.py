@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from keboola.component.exceptions import UserException
 
 from configuration import BUCKET_ID_RE, TABLE_ID_RE, TABLE_NAME_RE, TableSettings, bucket_of, table_name, with_source
+from workflows import types
 from workflows.context import storage_errors
 from workflows.input_tables import InputTable
 from workflows.types import TableTypes
@@ -210,8 +211,7 @@ def _plan_one(item: TableSettings, detail: Mapping[str, Any], *, mode: str, defa
 def _unfilterable_columns(detail: Mapping[str, Any]) -> dict[str, str]:
     """Columns of a typed table that Storage cannot filter by (``canBeFiltered: false``: ARRAY, VARIANT, ...;
     addendum 1c) and their types."""
-    definition = detail.get("definition") if detail.get("isTyped") is True else None
-    columns = definition.get("columns") if isinstance(definition, Mapping) else None
+    columns = types.table_definition(detail).get("columns") if types.is_typed(detail) else None
     return {
         str(c.get("name")): str((c.get("definition") or {}).get("type") or "this type")
         for c in columns or ()

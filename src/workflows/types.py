@@ -367,6 +367,14 @@ def is_typed(detail: Mapping[str, Any] | None) -> bool:
     return bool(detail) and detail.get("isTyped") is True
 
 
+def table_definition(detail: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A typed table's ``definition``; an alias carries its source table's under ``sourceTable`` (addendum 5)."""
+    for holder in (detail, detail.get("sourceTable")):
+        if isinstance(holder, Mapping) and isinstance(holder.get("definition"), Mapping):
+            return holder["definition"]
+    return {}
+
+
 def table_backend(detail: Mapping[str, Any] | None) -> str | None:
     """The backend of a table detail's bucket (``bucket.backend``), when the detail carries it."""
     bucket = (detail or {}).get("bucket")
@@ -378,7 +386,7 @@ def from_table_detail(detail: Mapping[str, Any], backend: str | None) -> TableTy
     untyped table. ``definition.columns`` come in no particular order; ``columns`` gives it."""
     if not is_typed(detail):
         return None
-    definition = detail.get("definition") if isinstance(detail.get("definition"), Mapping) else {}
+    definition = table_definition(detail)
     entries = {str(c.get("name")): c for c in definition.get("columns") or () if isinstance(c, Mapping)}
     order = [str(c) for c in detail.get("columns") or ()] or list(entries)
     columns = []

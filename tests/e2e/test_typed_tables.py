@@ -338,3 +338,37 @@ def test_a_timestamp_key_across_backends_is_copied_in_full_and_not_verified_as_t
     assert "not verified: column ts is TIMESTAMP" in second.output
     expected = [("ts", "TIMESTAMP", None, False, "TIMESTAMP"), ("v", "STRING", None, True, "STRING")]
     assert_typed_copy_equal(emulator, project, bigquery_destination, TABLE, expected_definition=expected)
+
+
+def test_an_alias_of_a_typed_table_is_copied_into_a_typed_table_and_kept_equal(
+    emulator, typed_source, snowflake_destination, data, env, tmp_path
+):
+    """An alias carries its source's definition under ``sourceTable.definition`` (addendum 5): the copy is a typed
+    table of that definition, followed incrementally (updates and deletes) like the table itself."""
+    emulator.create_bucket(typed_source.id, "views", stage="out")
+    alias = "out.c-views.orders"
+    emulator.create_alias(typed_source.id, "out.c-views", TABLE)
+    data.write_config(_sync_params(emulator, typed_source, snowflake_destination) | {"tables": [{"source": alias}]})
+    emulator.advance_clock(3600)
+    first = _run(data, env)
+    assert "creating it as a typed Snowflake table with primary key [id]" in first.output
+    _assert_alias_copy_equal(emulator, typed_source, snowflake_destination, alias)
+
+    emulator.advance_clock(3600)
+    upsert(emulator, typed_source, '2,"Bob","",7.70,,,,\n', tmp_path)
+    delete_ids(emulator, typed_source, "3")
+    second = _run(data, env)
+    assert "copying rows changed since" in second.output
+    rows = _assert_alias_copy_equal(emulator, typed_source, snowflake_destination, alias)
+    assert sorted(r["id"] for r in rows) == ["1", "2", "4"]
+
+
+def _assert_alias_copy_equal(emulator, source, destination, alias):
+    """The copy of ``alias`` is a real typed table with the definition and key of the alias's source table, and
+    the rows the alias reads."""
+    copy = emulator.table_detail(destination.id, alias)
+    assert copy["isAlias"] is False
+    assert definition(copy) == definition(emulator.table_detail(source.id, TABLE))
+    rows = emulator.table_rows(source.id, alias)
+    assert sorted_dicts(emulator.table_rows(destination.id, alias)) == sorted_dicts(rows)
+    return rows

@@ -124,6 +124,17 @@ def test_detail_types_follow_the_column_order_and_keep_lengths_nullability_and_b
     assert types.from_table_detail({**detail, "isTyped": False}, SNOWFLAKE) is None
 
 
+def test_an_alias_of_a_typed_table_has_the_definition_of_its_source_table():
+    """An alias detail carries no ``definition`` of its own, its source's is under ``sourceTable`` (addendum 5)."""
+    table = typed_detail("in.c-a.t", EVERY_SNOWFLAKE_TYPE, primary_key=["id"])
+    alias = {k: v for k, v in table.items() if k != "definition"} | {
+        "id": "out.c-v.t",
+        "isAlias": True,
+        "sourceTable": {"id": "in.c-a.t", "definition": table["definition"]},
+    }
+    assert types.from_table_detail(alias, SNOWFLAKE) == types.from_table_detail(table, SNOWFLAKE)
+
+
 # -- mapping ------------------------------------------------------------------------------------------------------
 def test_same_backend_copies_type_length_nullability_and_default_without_notes():
     source = snowflake_types()
