@@ -61,7 +61,7 @@ def test_credential_shapes_are_hidden_without_registration(clean_secrets, line, 
 @pytest.mark.parametrize(
     "text",
     [
-        "File 3 has no GCS credentials; read it with files/{id}?federationToken=1.",
+        "The Storage API gave no GCS credentials (files/{id}?federationToken=1) for file 3; run the job again.",
         "The refreshed file credentials contain no GCS access token (gcsUploadParams.access_token).",
         "SignedHeaders=host;x-amz-security-token;x-amz-server-side-encryption",
         "Calculating signature using v4 auth.",

@@ -112,12 +112,14 @@ def test_azure_reader_uses_the_connection_string_account_for_a_whole_file():
     assert part.url == "azure://acct.blob.core.windows.net/c/n.csv"
 
 
-def test_s3_files_without_credentials_ask_for_a_federation_token():
+def test_s3_files_without_credentials_say_the_stack_gave_none():
     with pytest.raises(
-        TransferError, match=r"File 7 has no S3 credentials; read it with files/\{id\}\?federationToken=1"
+        TransferError, match=r"gave no S3 credentials \(files/\{id\}\?federationToken=1\) for file 7; run the job again"
     ):
         S3Reader({"id": 7, "s3Path": {"bucket": "b", "key": "k"}})
-    with pytest.raises(TransferError, match="File 8 has no S3 upload parameters; prepare it with federationToken=true"):
+    with pytest.raises(
+        TransferError, match=r"gave no S3 upload parameters \(files/prepare with federationToken\) for file 8"
+    ):
         S3Writer({"id": 8, "uploadParams": {"bucket": "b", "key": "k"}})
 
 

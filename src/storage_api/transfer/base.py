@@ -133,8 +133,12 @@ class StorageErrors:
         return None
 
     def missing(self, file: dict, what: str) -> TransferError:
-        """The error for a file detail / files/prepare answer without what the provider's adapter needs."""
-        return TransferError(f"File {file.get('id')} has no {self.storage_name} {what}.")
+        """The error for a file detail / files/prepare answer without what the provider's adapter needs: the client
+        always asks for them, so the answer is the stack's to explain."""
+        return TransferError(
+            f"The Storage API gave no {self.storage_name} {what} for file {file.get('id')}; run the job again, and if "
+            "it fails the same way, report it to Keboola support with the job's id."
+        )
 
     def is_transient(self, exc: BaseException | None) -> bool:
         seen = set()
@@ -198,7 +202,7 @@ class StoredFileReader(FileReader):
     def __init__(self, file: dict, *, readable: bool):
         """``readable``: the detail holds what the adapter needs (credentials and path of the provider)."""
         if not readable:
-            raise self.missing(file, "credentials; read it with files/{id}?federationToken=1")
+            raise self.missing(file, "credentials (files/{id}?federationToken=1)")
         self.file_id = file.get("id")
         self.sliced = bool(file.get("isSliced"))
         self.size = file.get("sizeBytes")
@@ -455,7 +459,7 @@ class PreparedFileWriter(FileWriter):
     def __init__(self, prepared: dict, *, writable: bool):
         """``writable``: the answer holds what the adapter needs (upload parameters with credentials)."""
         if not writable:
-            raise self.missing(prepared, "upload parameters; prepare it with federationToken=true")
+            raise self.missing(prepared, "upload parameters (files/prepare with federationToken)")
         self.file_id = prepared.get("id")
         self.sliced = bool(prepared.get("isSliced"))
 

@@ -180,7 +180,8 @@ class TransferManager:
         writer = self._adapter(prepared).writer(prepared)
         parts = self._slices(reader, source_file)
         if not writer.sliced and len(parts) != 1:
-            raise TransferError(
+            # a caller's mistake, not the user's: an internal error (exit 2)
+            raise ValueError(
                 f"File {prepared.get('id')} was prepared without isSliced but the source file "
                 f"{source_file.get('id')} has {len(parts)} slices; prepare it with sliced=True."
             )
@@ -280,7 +281,7 @@ class TransferManager:
     @staticmethod
     def _require_sliced(writer: FileWriter, prepared: dict) -> None:
         if not writer.sliced:
-            raise TransferError(f"File {prepared.get('id')} was prepared without isSliced; slices need sliced=True.")
+            raise ValueError(f"File {prepared.get('id')} was prepared without isSliced; slices need sliced=True.")
 
     def _task(
         self,
