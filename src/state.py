@@ -166,6 +166,10 @@ class StateStore:
             lineage=Lineage.from_dict(entry.get("lineage")),
         )
 
+    def source_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._tables)
+
     def resume_point(self, source_id: str, lineage: Lineage) -> tuple[int | None, str]:
         """The table's watermark when it measured exactly ``lineage``, else None and the reason for a full copy."""
         entry = self.get(source_id)
@@ -200,6 +204,11 @@ class StateStore:
         with self._lock:
             self._tables[source_id] = entry
             self._writer(self.to_dict())
+
+    def forget(self, source_id: str) -> None:
+        with self._lock:
+            if self._tables.pop(source_id, None) is not None:
+                self._writer(self.to_dict())
 
     # -- loads submitted but not seen finished (import: exactly once across runs) -----------------------------
     def pending_load(self, destination: str) -> dict | None:

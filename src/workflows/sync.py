@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from keboola.component.exceptions import UserException
 
-from configuration import Configuration, table_name
+from configuration import Configuration, bucket_of, table_name
 from state import SYNC_OVERLAP_SECONDS, Lineage, job_watermark
 from workflows import types
 from workflows.context import RunContext, storage_errors
@@ -70,6 +70,7 @@ def run(ctx: RunContext) -> None:
         source_project = project_key(source_conn.url, source.project_id)
         destination_project = project_key(dest_conn.url, destination_client.project_id)
     _refuse_copy_onto_itself(source, destination_client, source_conn.url, dest_conn.url, plans)
+    _warn_of_tables_gone_from_source(ctx, source, destination_client, plans, source_project)
     source.preload_transfer()  # the file-storage SDKs load while the first export job runs
     if destination_client.provider != source.provider:
         destination_client.preload_transfer()
@@ -111,6 +112,41 @@ def _refuse_copy_onto_itself(
         raise UserException(
             f"The source and destination are the same project, so table {onto_itself[0].source_id} would be copied "
             f"onto itself; set destination.bucket or the table's destination."
+        )
+
+
+def _warn_of_tables_gone_from_source(
+    ctx: RunContext,
+    source: StorageClient,
+    destination: StorageClient,
+    plans: list[PlannedTable],
+    source_project: str,
+) -> None:
+    """A table an earlier run copied from a selected bucket that no longer exists in the source: its copy is kept
+    (a table is not dropped on the strength of a listing) and the log says so every run until it is dropped; then
+    its state entry goes."""
+    buckets = {item.source for item in ctx.config.tables if item.source_is_bucket}
+    planned = {plan.source_id for plan in plans}
+    for source_id in ctx.state.source_ids():
+        entry = ctx.state.get(source_id)
+        if source_id in planned or bucket_of(source_id) not in buckets or entry is None or entry.lineage is None:
+            continue
+        if entry.lineage.source != source_project or not entry.destination:
+            continue
+        with storage_errors("reading", source_id):
+            if source.tables.detail(source_id) is not None:
+                continue  # still there, only not planned (an alias skipped, say)
+        with storage_errors("reading", entry.destination):
+            copy = destination.tables.detail(entry.destination)
+        if copy is None or copy.get("created") != entry.lineage.destination_created:
+            ctx.state.forget(source_id)  # the copy is gone (or is another table now): nothing left to say
+            continue
+        logger.warning(
+            "Table %s no longer exists in source bucket %s; its copy %s, made by an earlier run, is kept: drop it "
+            "in the destination if it is no longer needed.",
+            source_id,
+            bucket_of(source_id),
+            entry.destination,
         )
 
 

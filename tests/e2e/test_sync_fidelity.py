@@ -191,6 +191,28 @@ def test_one_failing_table_does_not_stop_the_others(emulator, source, destinatio
     assert "Summary:" in run.output
 
 
+def test_a_table_dropped_from_a_synced_source_bucket_is_named_every_run_until_its_copy_is_dropped(
+    emulator, source, destination, data_dir, env
+):
+    """A table is never dropped on the strength of a bucket listing: its copy stays, and the log says so."""
+    _first_sync(emulator, data_dir, env, _params(emulator, source, destination, [{"source": "in.c-sales"}]))
+    emulator.delete_table(source.id, "in.c-sales.events")
+    warning = (
+        "Table in.c-sales.events no longer exists in source bucket in.c-sales; its copy in.c-sales.events, made by "
+        "an earlier run, is kept: drop it in the destination if it is no longer needed."
+    )
+    for _ in range(2):
+        run = _run(data_dir, env)
+        assert warning in run.output
+        assert emulator.table_detail(destination.id, "in.c-sales.events")
+        assert "in.c-sales.events" in run.state["tables"]
+        assert_copy_equal(emulator, source, destination, CUSTOMERS)
+    emulator.delete_table(destination.id, "in.c-sales.events")
+    run = _run(data_dir, env)
+    assert "no longer exists" not in run.output
+    assert set(run.state["tables"]) == {CUSTOMERS}, "the entry of a table gone from both sides is dropped"
+
+
 def test_a_table_created_by_another_job_while_the_sync_creates_it_is_loaded_instead(
     emulator, source, destination, data_dir, env
 ):
