@@ -96,9 +96,13 @@ class Lineage:
             return "the destination table was recreated since the last run"
         if recorded.selection.get("whereFilters") != self.selection.get("whereFilters"):
             return "the selection (columns or whereFilters) changed since the last run"
-        new_columns = _new_columns(recorded.selection.get("columns"), self.selection.get("columns"))
+        recorded_columns, columns = recorded.selection.get("columns"), self.selection.get("columns")
+        new_columns = _new_columns(recorded_columns, columns)
         if new_columns:
             return f"the selection (columns or whereFilters) changed since the last run: new column(s) {new_columns}"
+        if _order_changed(recorded_columns, columns):
+            # Storage appends a column added again: a column dropped and added again since the last run
+            return "the source's columns changed their order since the last run (a column dropped and added again)"
         return None
 
 
@@ -111,12 +115,20 @@ def _new_columns(recorded: Any, current: Any) -> str:
     return ", ".join(c for c in current if c not in recorded)
 
 
+def _order_changed(recorded: Any, current: Any) -> bool:
+    """Whether the columns both lists hold stand in another order."""
+    if not isinstance(recorded, list) or not isinstance(current, list):
+        return False
+    return [c for c in recorded if c in current] != [c for c in current if c in recorded]
+
+
 @dataclass(frozen=True)
 class TableState:
     watermark: int | None
     destination: str | None
     last_success: str | None
     lineage: Lineage | None = None
+    full_copy_reason: str | None = None  # why the watermark was withdrawn (require_full_copy)
 
 
 class StateStore:
@@ -164,6 +176,7 @@ class StateStore:
             destination=entry.get("destination"),
             last_success=entry.get("lastSuccess"),
             lineage=Lineage.from_dict(entry.get("lineage")),
+            full_copy_reason=entry.get("fullCopyReason") if isinstance(entry.get("fullCopyReason"), str) else None,
         )
 
     def source_ids(self) -> list[str]:
@@ -174,7 +187,8 @@ class StateStore:
         """The table's watermark when it measured exactly ``lineage``, else None and the reason for a full copy."""
         entry = self.get(source_id)
         if entry is None or entry.watermark is None:
-            return None, "first run"
+            difference = entry.lineage and lineage.difference(entry.lineage) if entry else None
+            return None, difference or (entry and entry.full_copy_reason) or "first run"
         if entry.lineage is None:
             return None, "the state does not say what its watermark measured (written by an older version)"
         difference = lineage.difference(entry.lineage)
@@ -204,6 +218,15 @@ class StateStore:
         with self._lock:
             self._tables[source_id] = entry
             self._writer(self.to_dict())
+
+    def require_full_copy(self, source_id: str, reason: str) -> None:
+        """Withdraw the table's watermark, persisted at once, before a change that only a full copy repairs (columns
+        added to the destination table are empty in its rows): a run stopped after the change copies in full."""
+        with self._lock:
+            entry = self._tables.get(source_id)
+            if entry is not None and entry.pop("watermark", None) is not None:
+                entry["fullCopyReason"] = reason
+                self._writer(self.to_dict())
 
     def forget(self, source_id: str) -> None:
         with self._lock:

@@ -147,7 +147,11 @@ class Destination:
         self._lock = threading.Lock()
 
     # -- before the transfer ----------------------------------------------------------------------------------
-    def prepare(self, target: TableTarget) -> PreparedTable:
+    def prepare(
+        self, target: TableTarget, *, before_adding_columns: Callable[[list[str]], None] | None = None
+    ) -> PreparedTable:
+        """The bucket, and the existing table fitted to the data (key, types, columns). ``before_adding_columns``
+        is called with the columns about to be added to an existing table, before it is changed."""
         backend = self.ensure_bucket(bucket_of(target.table_id), for_table=target.table_id)
         create_types, notes = self._creation_types(target, backend)
         existing = self.read(target.table_id)
@@ -167,7 +171,7 @@ class Destination:
             if why:
                 existing = self._rebuild(target, why)
         if existing is not None:
-            existing = self._reconcile_columns(target, existing, create_types, backend)
+            existing = self._reconcile_columns(target, existing, create_types, backend, before_adding_columns)
         return PreparedTable(target, existing, backend, create_types, tuple(notes))
 
     def read(self, table_id: str) -> dict | None:
@@ -285,33 +289,74 @@ class Destination:
             self.client.tables.delete(dest)
 
     def _reconcile_columns(
-        self, target: TableTarget, existing: dict, expected: TableTypes | None, backend: str | None
+        self,
+        target: TableTarget,
+        existing: dict,
+        expected: TableTypes | None,
+        backend: str | None,
+        before_adding: Callable[[list[str]], None] | None,
     ) -> dict:
+        """Add the columns the data has and the table lacks, drop (when it follows its source) the ones it no longer
+        has, and move columns that stand in another order (dropped and added again: Storage appends a column, as
+        the source did when its column was dropped and added again). Returns the table as it is now."""
         dest = target.table_id
         present = list(existing.get("columns") or [])
-        missing = [c for c in target.columns if c not in present]
         extra = [c for c in present if c not in target.columns]
         if extra and not target.follows_source:
             raise UserException(
                 f"Table {dest} has column(s) {', '.join(extra)} that {target.origin} lacks, so the load would fail; "
                 f"add them to the input table or drop them from {dest}."
             )
-        typed = types.is_typed(existing)
-        for column in missing:
-            definition = self._new_column(existing, column, expected, backend) if typed else {}
-            as_type = f" as {_definition_text(definition)}" if definition else ""
-            logger.info("Table %s: adding column %s%s (new in %s).", dest, column, as_type, target.origin)
-            with storage_errors(f"adding column {column} to", dest):
-                self.client.tables.add_column(dest, column, **definition)
-        for column in extra:
-            logger.info("Table %s: dropping column %s (no longer in %s).", dest, column, target.origin)
+        moved = self._columns_to_move(target, existing, [c for c in present if c not in extra])
+        kept = [c for c in present if c not in extra and c not in moved]
+        added = [c for c in target.columns if c not in kept]
+        if added and before_adding is not None:
+            before_adding(added)
+        for column in extra + moved:
+            why = (
+                f"no longer in {target.origin}" if column in extra else f"to follow the column order of {target.origin}"
+            )
+            logger.info("Table %s: dropping column %s (%s).", dest, column, why)
             with storage_errors(f"dropping column {column} of", dest):
                 self.client.tables.delete_column(dest, column)
-        if not missing and not extra:
+        typed = types.is_typed(existing)
+        for column in added:
+            definition = self._new_column(existing, column, expected, backend) if typed else {}
+            as_type = f" as {_definition_text(definition)}" if definition else ""
+            why = "moved" if column in moved else f"new in {target.origin}"
+            logger.info("Table %s: adding column %s%s (%s).", dest, column, as_type, why)
+            with storage_errors(f"adding column {column} to", dest):
+                self.client.tables.add_column(dest, column, **definition)
+        if not added and not extra:
             return existing
         if typed:  # the added columns' definitions are Storage's to tell
-            return self.read(dest) or {**existing, "columns": [c for c in present if c not in extra] + missing}
-        return {**existing, "columns": [c for c in present if c not in extra] + missing}
+            return self.read(dest) or {**existing, "columns": kept + added}
+        return {**existing, "columns": kept + added}
+
+    @staticmethod
+    def _columns_to_move(target: TableTarget, existing: Mapping[str, Any], kept: list[str]) -> list[str]:
+        """The columns of ``kept`` to drop and add again so that the table's columns end in the order of
+        ``target.columns``: the longest start of that order that ``kept`` holds in sequence stays; a key column
+        cannot be dropped, so when one would have to move the order is left as it is, with a warning."""
+        if not target.follows_source:
+            return []
+        position, stay = 0, 0
+        for column in target.columns:
+            if column not in kept[position:]:
+                break  # a column the table lacks, or one that stands earlier
+            position, stay = kept.index(column, position) + 1, stay + 1
+        moved = [c for c in kept if c not in target.columns[:stay]]
+        key = [c for c in moved if c in (existing.get("primaryKey") or ())]
+        if key or len(moved) == len(kept):  # a key column, or every column (a table keeps one), cannot be dropped
+            logger.warning(
+                "Table %s: its columns stand in another order than in %s, and column %s cannot be moved; the data "
+                "is loaded by column name, so only the order differs.",
+                target.table_id,
+                target.origin,
+                (key or moved)[0],
+            )
+            return []
+        return moved
 
     @staticmethod
     def _new_column(

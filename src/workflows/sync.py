@@ -184,7 +184,12 @@ def sync_table(run: SyncRun, plan: PlannedTable) -> TableOutcome:
         types=source_types,
         exact_nulls=source_types is not None,
     )
-    prepared = destination.prepare(target)
+    prepared = destination.prepare(
+        target,
+        before_adding_columns=lambda added: ctx.state.require_full_copy(
+            plan.source_id, f"column(s) {', '.join(added)} added to the destination table, empty in its rows"
+        ),
+    )
     existing = prepared.existing
     if source_types is not None:
         with storage_errors("verifying the source token"):

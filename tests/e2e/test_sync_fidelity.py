@@ -161,6 +161,16 @@ def test_columns_added_and_dropped_in_the_source_follow_into_the_destination(
     assert_copy_equal(emulator, source, destination, CUSTOMERS)
 
 
+def test_a_column_dropped_in_the_destination_by_hand_is_filled_again(emulator, source, destination, data_dir, env):
+    """The destination step adds the column back empty; an incremental load would leave it empty in every row that
+    did not change, so the table is copied in full."""
+    _first_sync(emulator, data_dir, env, _params(emulator, source, destination, [{"source": CUSTOMERS}]))
+    _storage(emulator, destination, "DELETE", f"tables/{CUSTOMERS}/columns/city")
+    run = _run(data_dir, env)
+    assert "adding column city" in run.output
+    assert_copy_equal(emulator, source, destination, CUSTOMERS)
+
+
 def test_a_changed_primary_key_is_one_sentence_or_a_rebuild(emulator, source, destination, data_dir, env):
     data_dir.write_config(_params(emulator, source, destination, [{"source": CUSTOMERS}]))
     _run(data_dir, env)

@@ -115,8 +115,11 @@ def test_watermark_applies_only_to_what_it_measured():
         "destination_created": ("2024-03-01T00:00:00+0000", "destination table was recreated"),
         "selection": ({"columns": ["id", "name", "city"], "whereFilters": []}, "new column(s) city"),
     }
+    reordered = ({"columns": ["name", "id"], "whereFilters": []}, "columns changed their order")
+    changes["selection (order)"] = reordered
     for field_name, (value, reason) in changes.items():
-        watermark, why = store.resume_point("in.c-a.one", replace(LINEAGE, **{field_name: value}))
+        changed = replace(LINEAGE, **{field_name.split()[0]: value})
+        watermark, why = store.resume_point("in.c-a.one", changed)
         assert watermark is None and reason in why, field_name
     filtered = {"columns": ["id", "name"], "whereFilters": [{"column": "id", "operator": "eq", "values": ["1"]}]}
     assert store.resume_point("in.c-a.one", replace(LINEAGE, selection=filtered))[0] is None
@@ -125,6 +128,22 @@ def test_watermark_applies_only_to_what_it_measured():
     missing = replace(LINEAGE, destination_created=None)
     assert store.resume_point("in.c-a.one", missing) == (None, "the destination table does not exist")
     assert store.resume_point("in.c-a.other", LINEAGE) == (None, "first run")
+
+
+def test_a_withdrawn_watermark_is_written_at_once_and_the_next_run_copies_in_full_saying_why():
+    writer = Writer()
+    store = StateStore({}, writer)
+    store.commit("in.c-a.one", watermark=2000, destination="in.c-a.one", lineage=LINEAGE)
+    store.require_full_copy("in.c-a.one", "column(s) city added to the destination table")
+    assert "watermark" not in writer.last["tables"]["in.c-a.one"], "persisted before the destination changes"
+    again = StateStore(writer.last, Writer())  # the next run, after a stop
+    assert again.resume_point("in.c-a.one", LINEAGE) == (None, "column(s) city added to the destination table")
+    recreated = replace(LINEAGE, source_created="2024-03-01T00:00:00+0000")
+    assert "recreated" in again.resume_point("in.c-a.one", recreated)[1], "the lineage's reason comes first"
+    again.commit("in.c-a.one", watermark=3000, destination="in.c-a.one", lineage=LINEAGE)
+    assert again.resume_point("in.c-a.one", LINEAGE) == (3000, "")
+    store.require_full_copy("in.c-a.other", "no entry: nothing to withdraw")
+    assert "in.c-a.other" not in writer.last["tables"]
 
 
 def test_version_1_state_is_read_and_its_entries_copy_fully_once():
