@@ -363,6 +363,20 @@ def test_an_alias_of_a_typed_table_is_copied_into_a_typed_table_and_kept_equal(
     assert sorted(r["id"] for r in rows) == ["1", "2", "4"]
 
 
+def test_an_export_of_an_alias_of_a_typed_table_states_its_source_types(emulator, typed_source, data, env):
+    emulator.create_bucket(typed_source.id, "views", stage="out")
+    emulator.create_alias(typed_source.id, "out.c-views", TABLE)
+    export = {"mode": "export", "source": {"url": emulator.url, "#token": typed_source.token}}
+    data.write_config({**export, "tables": [{"source": "out.c-views.orders"}]})
+    _run(data, env)
+    manifest = json.loads((data.root / "out" / "tables" / "orders.csv.manifest").read_text())
+    schema = {c["name"]: c for c in manifest["schema"]}
+    assert list(schema) == [c["name"] for c in COLUMNS]
+    assert schema["amount"]["data_type"]["snowflake"] == {"type": "NUMBER", "length": "12,2"}
+    assert schema["ts"]["data_type"]["base"]["type"] == "TIMESTAMP"
+    assert schema["id"]["nullable"] is False and schema["id"]["primary_key"] is True
+
+
 def _assert_alias_copy_equal(emulator, source, destination, alias):
     """The copy of ``alias`` is a real typed table with the definition and key of the alias's source table, and
     the rows the alias reads."""
