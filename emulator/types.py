@@ -138,6 +138,16 @@ _OFFSET_RE = r"(\s*(Z|UTC|[+-]\d{2}(:?\d{2})?))?"
 _TIMESTAMP_RE = _DATE_RE + r"([ T]" + _TIME_RE + _OFFSET_RE + r")?"
 _DATETIME_RE = _DATE_RE + r"([ T]" + _TIME_RE + r")?"
 _HEX_RE = r"([0-9a-fA-F]{2})*"
+# ColumnType.load_sql: a full match implies the kind's checks but its TRY_CAST (TIMESTAMP: a subset of the
+# Snowflake pattern, without an offset)
+_USUAL_PATTERNS = {
+    NUMBER: _NUMBER_RE,
+    INTEGER: _INTEGER_RE,
+    FLOAT: _NUMBER_RE,
+    DATE: _DATE_RE,
+    TIME: _TIME_RE,
+    TIMESTAMP: _DATETIME_RE,
+}
 _SF_COPY_HINT = (
     "  If you would like to continue loading when an error is encountered, use other values such as 'SKIP_FILE' or "
     "'CONTINUE' for the ON_ERROR option. For more information on loading options, please run 'info loading_data' "
@@ -314,6 +324,31 @@ class ColumnType:
         if kind == DECIMAL_TEXT:
             return v
         return value
+
+    def load_sql(self, value: str, fail: str) -> str:
+        """One-pass load: ``cast_sql`` of the text ``value`` (after the NULL rules), or ``fail`` (SQL that raises)
+        where the NULL check or one of ``checks`` refuses it: the same values, in one expression.
+
+        The usual values take a shortcut that implies the checks: a value fully matching the kind's pattern starts and
+        ends with no (Unicode) space, so ``trim`` is a no-op and the pattern plus the TRY_CAST are the checks (an
+        offset-free timestamp leaves ``_timestamp_sql`` nothing to cut); a string of at most ``max_chars`` bytes has
+        at most as many characters. Other values take the exact checks."""
+        conditions = [condition for _, condition in self.checks(value)]
+        exact = self.cast_sql(value)
+        if not conditions and self.nullable:
+            return exact  # NULL stays NULL
+        if conditions:
+            exact = f"CASE WHEN {' OR '.join(f'({c})' for c in conditions)} THEN {fail} ELSE {exact} END"
+        kind, usual = self.kind, ""
+        pattern = _USUAL_PATTERNS.get(kind)
+        if pattern is not None:
+            cast = f"CAST({value} AS {self.storage_sql})"
+            if kind != FLOAT:  # the range / parse check is this TRY_CAST being NULL
+                cast = f"coalesce(TRY_CAST({value} AS {self.storage_sql}), {fail})"
+            usual = f" WHEN regexp_full_match({value}, '{pattern}') THEN {cast}"
+        elif kind == STRING and self.max_chars is not None:
+            usual = f" WHEN strlen({value}) <= {self.max_chars} THEN {value}"
+        return f"CASE WHEN {value} IS NULL THEN {'NULL' if self.nullable else fail}{usual} ELSE {exact} END"
 
     def output_sql(self, column: str, style: str) -> str:
         """The stored value as the backend prints it (NULL stays NULL): ``style`` ``preview`` (data-preview) or
