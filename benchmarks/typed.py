@@ -89,7 +89,22 @@ def measure(bench: Bench, rows: int, tables: dict[str, str], reps: int) -> dict[
             assert int(detail["rowsCount"]) == rows and bool(detail.get("isTyped")) == (kind == "typed"), detail
             shutil.rmtree(data)
             bench.drop(bench.dst, dest)
+            _delete_uploads(bench.emu, bench.dst)
     return {key: median_run(items) for key, items in runs.items()}
+
+
+def _delete_uploads(emu: Emulator, project) -> None:
+    """Remove the objects of the files a sync uploaded into ``project`` (setup, not measured): the S3 emulator keeps
+    objects in memory, and each 10M-row sync adds ~1 GB, which slowed every later run (the runs drifted 40 %)."""
+    storage = emu.backend.storage
+    space = emu.backend.projects[project.id].spaces[None]
+    with emu.backend.lock:
+        keys = [file.key for file in space.files.values()]
+        space.files.clear()
+    for key in keys:
+        listed = storage.client.list_objects_v2(Bucket=storage.bucket, Prefix=key)
+        for item in listed.get("Contents", []):
+            storage.client.delete_object(Bucket=storage.bucket, Key=item["Key"])
 
 
 def report(rows: int, medians: dict[tuple[str, str], Measured], emulator: list[tuple[str, float]]) -> str:
