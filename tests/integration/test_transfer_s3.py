@@ -239,9 +239,10 @@ def test_upload_slices_and_manifest(s3, manager, tmp_path):
 
 
 def test_upload_slices_needs_a_sliced_prepared_file(s3, manager, tmp_path):
+    """A caller's mistake, not a Storage failure: a plain error (exit 2), not a TransferError (a user's exit 1)."""
     path = tmp_path / "a.csv"
     path.write_text("a\n")
-    with pytest.raises(TransferError, match="sliced"):
+    with pytest.raises(ValueError, match="prepared without isSliced; slices need sliced=True"):
         manager.upload_slices(prepared_file(DESTINATION, _prefix(), sliced=False), [path])
 
 
