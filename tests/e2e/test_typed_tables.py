@@ -203,6 +203,21 @@ def test_sync_creates_the_same_typed_table_and_follows_changes_deletes_and_new_c
     assert_typed_copy_equal(emulator, typed_source, snowflake_destination, TABLE)
 
 
+def test_a_typed_column_dropped_and_added_again_in_the_middle_is_moved_with_its_type(
+    emulator, typed_source, snowflake_destination, data, env, tmp_path
+):
+    first_sync(emulator, data, env, typed_source, snowflake_destination, "Snowflake")
+    emulator.advance_clock(3600)
+    _storage(emulator, typed_source, "DELETE", f"tables/{TABLE}/columns/amount")
+    amount = {"name": "amount", "definition": {"type": "NUMBER", "length": "12,2", "nullable": True}}
+    _storage(emulator, typed_source, "POST", f"tables/{TABLE}/columns", json=amount)
+    run = _run(data, env)
+    assert "the source's columns changed their order since the last run" in run.output
+    assert "adding column amount as NUMBER(12,2) (moved)" in run.output
+    rows = assert_typed_copy_equal(emulator, typed_source, snowflake_destination, TABLE)
+    assert {r["amount"] for r in rows} == {None}, "the column came back empty in the source"
+
+
 def test_sync_snowflake_to_bigquery_creates_base_types_with_one_line_per_mapped_column(
     emulator, typed_source, bigquery_destination, data, env, tmp_path
 ):
