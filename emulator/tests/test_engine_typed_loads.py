@@ -227,14 +227,17 @@ def test_valid_values_load_in_one_pass_as_staged(tmp_path, monkeypatch, staged_c
     assert fast == staged
 
 
-@pytest.mark.parametrize("incremental", [False, True])
 @pytest.mark.parametrize(("backend", "definition", "values"), _cases(REFUSED))
-def test_refused_value_in_the_last_row_fails_as_staged(tmp_path, monkeypatch, backend, definition, values, incremental):
-    """The refused value comes after FILLER valid rows (the staged path finds its file position); an incremental
-    load that fails leaves the table as the first load left it."""
+def test_refused_value_in_the_last_row_fails_as_staged(tmp_path, monkeypatch, backend, definition, values):
+    """The refused value comes after FILLER valid rows (the staged path finds its file position); a full or an
+    incremental load that fails leaves the table as the first load left it. The refused values of a type take
+    turns at the two kinds of load (a type with one refused value takes both)."""
     types = types_of(backend, {"id": {"type": "INTEGER" if backend == BIGQUERY else "INT"}, "v": definition})
     valid = [v for d, vs in VALID[backend] if d == definition for v in vs] or ["1"]
-    for value in values:
+    runs = [(value, index % 2 == 1) for index, value in enumerate(values)]
+    if len(values) == 1:
+        runs.append((values[0], True))
+    for value, incremental in runs:
         loads = [(rows_with(valid), {}), (rows_with(valid, value), {"incremental": incremental})]
         fast, staged = both_paths(tmp_path, monkeypatch, types, loads)
         assert fast == staged, value

@@ -12,9 +12,9 @@ _names = itertools.count(1)
 # Every end-to-end test runs on the three file storage providers of Keboola stacks (S3, ABS, GCS).
 PROVIDERS = os.environ.get("E2E_PROVIDERS", "aws,azure,gcp").split(",")
 
-# Modules that test the sync's logic rather than a provider's transfer run on the first provider in `make test`
-# and on all three in `make reliability` (the other providers' variants are marked slow), so that `make test`
-# stays under ten minutes on two cores.
+# Modules (and tests marked provider_independent) that test the component's logic rather than a provider's transfer
+# run on the first provider in `make test` and on all three in `make reliability` (the other providers' variants
+# are marked slow), so that `make test` stays under ten minutes on two cores.
 LOGIC_MODULES = {
     "test_sync_fidelity",
     "test_deletes_api",
@@ -30,7 +30,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         callspec = getattr(item, "callspec", None)
         provider = callspec.params.get("emulator") if callspec else None
-        if item.module.__name__.rsplit(".", 1)[-1] in LOGIC_MODULES and provider not in (None, PROVIDERS[0]):
+        logic = item.module.__name__.rsplit(".", 1)[-1] in LOGIC_MODULES or item.get_closest_marker(
+            "provider_independent"
+        )
+        if logic and provider not in (None, PROVIDERS[0]):
             item.add_marker(pytest.mark.slow)
 
 

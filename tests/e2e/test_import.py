@@ -4,6 +4,8 @@ import csv
 import gzip
 import json
 
+import pytest
+
 from tests.e2e.harness import sorted_dicts
 
 
@@ -149,6 +151,7 @@ def test_import_reads_the_manifest_delimiter_and_enclosure(emulator, destination
     assert sorted_dicts(emulator.table_rows(destination.id, "in.c-pushed.semi_sliced")) == expected
 
 
+@pytest.mark.provider_independent  # the state across runs, not the transfer
 def test_a_load_cut_off_by_the_job_timeout_is_not_loaded_again(emulator, destination, data_dir, env):
     """The load job of a stopped run finishes on the server: the next run checks it instead of loading twice."""
     params = _import_params(emulator, destination, [{"source": "log.csv", "incremental": True}])
@@ -177,6 +180,7 @@ def test_a_load_cut_off_by_the_job_timeout_is_not_loaded_again(emulator, destina
     assert sorted(r["ts"] for r in emulator.table_rows(destination.id, "in.c-pushed.log")) == ["1", "2", "3", "4"]
 
 
+@pytest.mark.provider_independent  # the state across runs, not the transfer
 def test_an_import_stopped_while_its_load_runs_is_not_loaded_twice(emulator, destination, data_dir, env):
     import signal
     import time

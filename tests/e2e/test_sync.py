@@ -63,6 +63,7 @@ def test_sync_to_other_bucket_and_table_name(emulator, source, destination, data
     assert _same_rows(emulator, source, emulator, destination, "in.c-sales.customers", "out.c-mirror.clients")
 
 
+@pytest.mark.provider_independent  # the state across runs, not the transfer
 def test_failed_load_does_not_advance_watermark(emulator, source, destination, data_dir, env):
     data_dir.write_config(_sync_params(emulator, source, destination, [{"source": "in.c-sales.customers"}]))
     assert data_dir.run(env).returncode == 0
