@@ -73,18 +73,24 @@ lint: install
 test: install browser
 	@$(MAKE) --no-print-directory test-run
 
-# The two test sessions, without installing anything (the test image runs them with its own interpreters). The
-# short kbcstorage session runs beside the main one (its own temporary folder, its log printed after), which keeps
-# `make test` under ten minutes on two cores; the target fails when either session fails.
-KBC_TEST_DIR := .pytest-kbcstorage
+# The test sessions, without installing anything (the test image runs them with its own interpreters). Most of the
+# suite waits on emulated jobs and processes rather than on a core, so two sessions run at once: the end-to-end and
+# reliability tests, and beside them the rest followed by the kbcstorage session (each with its own temporary
+# folder; the side's log is printed after). This keeps `make test` under ten minutes on two cores; the target fails
+# when any session fails.
+SIDE_TEST_DIR := .pytest-side
+MAIN_TESTS := tests/e2e tests/reliability
 test-run:
-	@rm -rf $(KBC_TEST_DIR) && mkdir -p $(KBC_TEST_DIR)
-	@$(KBC_PY) -m pytest -q -x -m "not slow" --durations=5 -p no:cacheprovider --basetemp=$(KBC_TEST_DIR)/tmp \
-		$(KBCSTORAGE_TESTS) > $(KBC_TEST_DIR)/session.log 2>&1 & kbc=$$!; \
-	$(PY) -m pytest -q -x -m "not slow" --durations=15 $(KBCSTORAGE_TESTS:%=--ignore=%); main=$$?; \
-	wait $$kbc; kbc_status=$$?; \
-	echo "--- the kbcstorage session ($(KBC_PY)) ---"; cat $(KBC_TEST_DIR)/session.log; \
-	test $$main -eq 0 && test $$kbc_status -eq 0
+	@rm -rf $(SIDE_TEST_DIR) && mkdir -p $(SIDE_TEST_DIR)
+	@( $(PY) -m pytest -q -x -m "not slow" --durations=5 -p no:cacheprovider --basetemp=$(SIDE_TEST_DIR)/tmp \
+		$(MAIN_TESTS:%=--ignore=%) $(KBCSTORAGE_TESTS:%=--ignore=%) \
+	  && $(KBC_PY) -m pytest -q -x -m "not slow" --durations=5 -p no:cacheprovider \
+		--basetemp=$(SIDE_TEST_DIR)/kbcstorage-tmp $(KBCSTORAGE_TESTS) ) > $(SIDE_TEST_DIR)/session.log 2>&1 & side=$$!; \
+	$(PY) -m pytest -q -x -m "not slow" --durations=15 $(MAIN_TESTS); main=$$?; \
+	wait $$side; side_status=$$?; \
+	echo "--- beside: unit, integration, functional, package and emulator tests, then kbcstorage ($(KBC_PY)) ---"; \
+	cat $(SIDE_TEST_DIR)/session.log; \
+	test $$main -eq 0 && test $$side_status -eq 0
 
 # Both Dockerfile targets: $(IMAGE):latest (production, what deploy.sh pushes) and $(IMAGE):test (runs the suite).
 # With docker where a daemon answers, else with buildah or podman (Debian packages: apt-get install -y buildah);
