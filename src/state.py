@@ -186,9 +186,11 @@ class StateStore:
     def resume_point(self, source_id: str, lineage: Lineage) -> tuple[int | None, str]:
         """The table's watermark when it measured exactly ``lineage``, else None and the reason for a full copy."""
         entry = self.get(source_id)
-        if entry is None or entry.watermark is None:
-            difference = entry.lineage and lineage.difference(entry.lineage) if entry else None
-            return None, difference or (entry and entry.full_copy_reason) or "first run"
+        if entry is None:
+            return None, "first run"
+        if entry.watermark is None:  # the lineage's reason first: it says what changed in the source
+            difference = lineage.difference(entry.lineage) if entry.lineage else None
+            return None, difference or entry.full_copy_reason or "first run"
         if entry.lineage is None:
             return None, "the state does not say what its watermark measured (written by an older version)"
         difference = lineage.difference(entry.lineage)

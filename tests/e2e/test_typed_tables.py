@@ -168,6 +168,16 @@ def delete_ids(emulator, project, *ids):
     _storage(emulator, project, "DELETE", f"tables/{TABLE}/rows", json=body)
 
 
+def update_and_delete_then_sync(emulator, source, data, env, tmp_path):
+    """An hour later row 2 is updated and row 3 deleted in the source; the next sync must go incremental."""
+    emulator.advance_clock(3600)
+    upsert(emulator, source, '2,"Bob","",7.70,,,,\n', tmp_path)
+    delete_ids(emulator, source, "3")
+    run = _run(data, env)
+    assert "copying rows changed since" in run.output
+    return run
+
+
 def first_sync(emulator, data, env, source, destination, backend):
     """The first sync (with verify) of the source table an hour after it was loaded; returns its output."""
     data.write_config(_sync_params(emulator, source, destination, verify=True))
@@ -186,11 +196,7 @@ def test_sync_creates_the_same_typed_table_and_follows_changes_deletes_and_new_c
     assert_typed_copy_equal(emulator, typed_source, snowflake_destination, TABLE)
 
     # an update and a delete: incremental, the delete propagated by the typed key
-    emulator.advance_clock(3600)
-    upsert(emulator, typed_source, '2,"Bob","",7.70,,,,\n', tmp_path)
-    delete_ids(emulator, typed_source, "3")
-    second = _run(data, env)
-    assert "copying rows changed since" in second.output
+    update_and_delete_then_sync(emulator, typed_source, data, env, tmp_path)
     rows = {r["id"]: r for r in assert_typed_copy_equal(emulator, typed_source, snowflake_destination, TABLE)}
     assert set(rows) == {"1", "2", "4"} and rows["2"]["name"] == "Bob" and rows["2"]["note"] == ""
 
@@ -355,34 +361,34 @@ def test_a_timestamp_key_across_backends_is_copied_in_full_and_not_verified_as_t
     assert_typed_copy_equal(emulator, project, bigquery_destination, TABLE, expected_definition=expected)
 
 
+@pytest.fixture
+def typed_alias(emulator, typed_source):
+    """out.c-views.orders: a simple alias of the typed source table."""
+    emulator.create_bucket(typed_source.id, "views", stage="out")
+    emulator.create_alias(typed_source.id, "out.c-views", TABLE)
+    return "out.c-views.orders"
+
+
 def test_an_alias_of_a_typed_table_is_copied_into_a_typed_table_and_kept_equal(
-    emulator, typed_source, snowflake_destination, data, env, tmp_path
+    emulator, typed_source, typed_alias, snowflake_destination, data, env, tmp_path
 ):
     """An alias carries its source's definition under ``sourceTable.definition`` (addendum 5): the copy is a typed
     table of that definition, followed incrementally (updates and deletes) like the table itself."""
-    emulator.create_bucket(typed_source.id, "views", stage="out")
-    alias = "out.c-views.orders"
-    emulator.create_alias(typed_source.id, "out.c-views", TABLE)
+    alias = typed_alias
     data.write_config(_sync_params(emulator, typed_source, snowflake_destination) | {"tables": [{"source": alias}]})
     emulator.advance_clock(3600)
     first = _run(data, env)
     assert "creating it as a typed Snowflake table with primary key [id]" in first.output
     _assert_alias_copy_equal(emulator, typed_source, snowflake_destination, alias)
 
-    emulator.advance_clock(3600)
-    upsert(emulator, typed_source, '2,"Bob","",7.70,,,,\n', tmp_path)
-    delete_ids(emulator, typed_source, "3")
-    second = _run(data, env)
-    assert "copying rows changed since" in second.output
+    update_and_delete_then_sync(emulator, typed_source, data, env, tmp_path)
     rows = _assert_alias_copy_equal(emulator, typed_source, snowflake_destination, alias)
     assert sorted(r["id"] for r in rows) == ["1", "2", "4"]
 
 
-def test_an_export_of_an_alias_of_a_typed_table_states_its_source_types(emulator, typed_source, data, env):
-    emulator.create_bucket(typed_source.id, "views", stage="out")
-    emulator.create_alias(typed_source.id, "out.c-views", TABLE)
+def test_an_export_of_an_alias_of_a_typed_table_states_its_source_types(emulator, typed_source, typed_alias, data, env):
     export = {"mode": "export", "source": {"url": emulator.url, "#token": typed_source.token}}
-    data.write_config({**export, "tables": [{"source": "out.c-views.orders"}]})
+    data.write_config({**export, "tables": [{"source": typed_alias}]})
     _run(data, env)
     manifest = json.loads((data.root / "out" / "tables" / "orders.csv.manifest").read_text())
     schema = {c["name"]: c for c in manifest["schema"]}
